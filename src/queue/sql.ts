@@ -1,0 +1,322 @@
+/**
+ * Every SQL statement of the queue, one small function per operation. Each one is a single statement
+ * (one round trip, one transaction unless the caller opens one). Batches travel as one JSON parameter
+ * expanded with jsonb_to_recordset, so one statement moves any number of rows.
+ *
+ * Every state change is guarded: `WHERE status = <expected> AND lease_token = <mine>`; a row whose
+ * lease was lost (reset by the stuck rescuer, released, or retried) is simply not matched.
+ */
+import type { Db } from "../db/client.ts";
+import type { PackageStatus } from "./states.ts";
+
+/** Anything that can run raw SQL: the client or an interactive transaction. */
+export type Sql = Pick<Db, "$queryRaw" | "$executeRaw">;
+
+export interface ClaimedRow {
+  id: number;
+  name: string;
+  version: string;
+  status: PackageStatus;
+  from_status: PackageStatus;
+  attempts: number;
+  lease_token: string;
+  results: Record<string, unknown>;
+}
+
+/**
+ * Claim up to `limit` rows from the given queued statuses (in the order given: earlier statuses are
+ * drained first), moving each to the matching active status under a fresh lease, with its event.
+ */
+export async function claim(
+  sql: Sql,
+  args: { queued: PackageStatus[]; active: PackageStatus[]; limit: number; worker: string },
+): Promise<ClaimedRow[]> {
+  return sql.$queryRaw<ClaimedRow[]>`
+    WITH stages AS (
+      SELECT q.status, q.ord FROM unnest(${args.queued}::package_status[]) WITH ORDINALITY AS q(status, ord)
+    ), picked AS (
+      SELECT c.id, c.status
+      FROM stages s
+      CROSS JOIN LATERAL (
+        SELECT p.id, p.status FROM package p
+        WHERE p.status = s.status AND p.next_attempt_at <= now()
+        ORDER BY p.next_attempt_at, p.id
+        LIMIT ${args.limit}
+        FOR UPDATE SKIP LOCKED
+      ) c
+      ORDER BY s.ord
+      LIMIT ${args.limit}
+    ), moved AS (
+      UPDATE package p SET
+        status = (${args.active}::package_status[])[array_position(${args.queued}::package_status[], picked.status)],
+        lease_owner = ${args.worker}, lease_token = gen_random_uuid(), heartbeat_at = now(), updated_at = now()
+      FROM picked WHERE p.id = picked.id
+      RETURNING p.id, p.name, p.version, p.status, picked.status AS from_status, p.attempts, p.lease_token, p.results
+    ), events AS (
+      INSERT INTO package_event (package_id, from_status, to_status, actor, reason)
+      SELECT id, from_status, status, ${args.worker}, 'claimed' FROM moved
+    )
+    SELECT id, name, version, status::text AS status, from_status::text AS from_status, attempts,
+           lease_token::text AS lease_token, results
+    FROM moved`;
+}
+
+/** The outcome of one step, applied by `complete`. */
+export interface Completion {
+  id: number;
+  token: string;
+  from: PackageStatus;
+  to: PackageStatus;
+  /** An intermediate status recorded as its own event (e.g. scanning → pending_approval → approved). */
+  via?: PackageStatus | null;
+  attempts: number;
+  /** Seconds until the row may be claimed again (retries); 0 otherwise. */
+  delaySeconds?: number;
+  errorCode?: string | null;
+  errorMessage?: string | null;
+  reasonCode?: string | null;
+  reasonMessage?: string | null;
+  /** Merged into `results` (top-level keys replace). */
+  patch?: Record<string, unknown>;
+  eventReason: string;
+  eventDetails?: unknown;
+  /** Actor for the final event; defaults to the worker. */
+  actor?: string;
+}
+
+/**
+ * Apply many step outcomes in one guarded statement. Returns the ids that were applied; the others
+ * had lost their lease (or were moved by someone else) and must be discarded by the caller.
+ */
+export async function complete(sql: Sql, worker: string, rows: Completion[]): Promise<Set<number>> {
+  if (rows.length === 0) return new Set();
+  const input = JSON.stringify(
+    rows.map((r) => ({
+      id: r.id,
+      token: r.token,
+      from_status: r.from,
+      to_status: r.to,
+      via: r.via ?? null,
+      attempts: r.attempts,
+      delay_s: r.delaySeconds ?? 0,
+      err_code: r.errorCode ?? null,
+      err_msg: r.errorMessage ?? null,
+      reason_code: r.reasonCode ?? null,
+      reason_msg: r.reasonMessage ?? null,
+      patch: r.patch ?? {},
+      ev_reason: r.eventReason,
+      ev_details: r.eventDetails ?? null,
+      actor: r.actor ?? worker,
+    })),
+  );
+  const applied = await sql.$queryRaw<{ id: number }[]>`
+    WITH input AS (
+      SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS i(
+        id int, token uuid, from_status package_status, to_status package_status, via package_status,
+        attempts int, delay_s float8, err_code text, err_msg text, reason_code text, reason_msg text,
+        patch jsonb, ev_reason text, ev_details jsonb, actor text)
+    ), moved AS (
+      UPDATE package p SET
+        status = i.to_status, attempts = i.attempts,
+        next_attempt_at = now() + make_interval(secs => i.delay_s),
+        lease_owner = NULL, lease_token = NULL, heartbeat_at = NULL,
+        last_error_code = i.err_code, last_error_message = i.err_msg,
+        reason_code = i.reason_code, reason_message = i.reason_msg,
+        results = p.results || i.patch, updated_at = now()
+      FROM input i
+      WHERE p.id = i.id AND p.status = i.from_status AND p.lease_token = i.token
+      RETURNING p.id, i.from_status, i.via, i.to_status, i.ev_reason, i.ev_details, i.actor
+    ), events AS (
+      INSERT INTO package_event (package_id, from_status, to_status, actor, reason, details)
+      SELECT id, from_status, COALESCE(via, to_status), ${worker}, ev_reason, ev_details FROM moved
+      UNION ALL
+      SELECT id, via, to_status, actor, ev_reason, ev_details FROM moved WHERE via IS NOT NULL
+    )
+    SELECT id FROM moved`;
+  return new Set(applied.map((r) => r.id));
+}
+
+export interface Lease {
+  id: number;
+  token: string;
+}
+
+/** Refresh the heartbeat of every lease still held; returns the ids still held. */
+export async function heartbeat(sql: Sql, leases: Lease[]): Promise<Set<number>> {
+  if (leases.length === 0) return new Set();
+  const input = JSON.stringify(leases);
+  const rows = await sql.$queryRaw<{ id: number }[]>`
+    UPDATE package p SET heartbeat_at = now()
+    FROM jsonb_to_recordset(${input}::jsonb) AS i(id int, token uuid)
+    WHERE p.id = i.id AND p.lease_token = i.token
+    RETURNING p.id`;
+  return new Set(rows.map((r) => r.id));
+}
+
+/** Put leased rows back to their queued status at once (shutdown): no attempt is charged. */
+export async function release(
+  sql: Sql,
+  args: { worker: string; leases: Lease[]; queued: PackageStatus[]; active: PackageStatus[] },
+): Promise<number> {
+  if (args.leases.length === 0) return 0;
+  const input = JSON.stringify(args.leases);
+  const rows = await sql.$queryRaw<{ id: number }[]>`
+    WITH moved AS (
+      UPDATE package p SET
+        status = (${args.queued}::package_status[])[array_position(${args.active}::package_status[], p.status)],
+        lease_owner = NULL, lease_token = NULL, heartbeat_at = NULL, next_attempt_at = now(), updated_at = now()
+      FROM jsonb_to_recordset(${input}::jsonb) AS i(id int, token uuid)
+      WHERE p.id = i.id AND p.lease_token = i.token AND p.status = ANY(${args.active}::package_status[])
+      RETURNING p.id, i.token, p.status
+    ), events AS (
+      INSERT INTO package_event (package_id, from_status, to_status, actor, reason)
+      SELECT m.id, (${args.active}::package_status[])[array_position(${args.queued}::package_status[], m.status)],
+             m.status, ${args.worker}, 'released on shutdown'
+      FROM moved m
+    )
+    SELECT id FROM moved`;
+  return rows.length;
+}
+
+export interface ResetRow {
+  id: number;
+  from_status: PackageStatus;
+  to_status: PackageStatus;
+  lease_owner: string | null;
+}
+
+/**
+ * Reset up to `limit` rows whose heartbeat is older than `stuckSeconds` to their stage's queued status
+ * (attempts + 1), or to `failed` when attempts are used up. Skips rows locked by anyone (never stalls
+ * claiming). Call inside a transaction that holds the rescuer's advisory lock.
+ */
+export async function resetStuck(
+  sql: Sql,
+  args: { stuckSeconds: number; maxAttempts: number; limit: number; queued: PackageStatus[]; active: PackageStatus[] },
+): Promise<ResetRow[]> {
+  return sql.$queryRaw<ResetRow[]>`
+    WITH stuck AS (
+      SELECT id, status, lease_owner FROM package
+      WHERE status = ANY(${args.active}::package_status[])
+        AND heartbeat_at < now() - make_interval(secs => ${args.stuckSeconds}::float8)
+      ORDER BY heartbeat_at
+      LIMIT ${args.limit}
+      FOR UPDATE SKIP LOCKED
+    ), moved AS (
+      UPDATE package p SET
+        status = CASE WHEN p.attempts + 1 >= ${args.maxAttempts} THEN 'failed'::package_status
+                 ELSE (${args.queued}::package_status[])[array_position(${args.active}::package_status[], stuck.status)] END,
+        attempts = p.attempts + 1,
+        lease_owner = NULL, lease_token = NULL, heartbeat_at = NULL, next_attempt_at = now(), updated_at = now(),
+        last_error_code = 'lease_expired',
+        last_error_message = 'no heartbeat from ' || COALESCE(stuck.lease_owner, 'unknown worker') || ' for '
+          || ${Math.round(args.stuckSeconds)}::int || ' s while ' || stuck.status::text
+      FROM stuck WHERE p.id = stuck.id
+      RETURNING p.id, stuck.status AS from_status, p.status AS to_status, stuck.lease_owner
+    ), events AS (
+      INSERT INTO package_event (package_id, from_status, to_status, actor, reason, details)
+      SELECT id, from_status, to_status, 'rescuer', 'stuck: no heartbeat', jsonb_build_object('lease_owner', lease_owner)
+      FROM moved
+    )
+    SELECT id, from_status::text AS from_status, to_status::text AS to_status, lease_owner FROM moved`;
+}
+
+/** Try the rescuer's transaction-scoped advisory lock (released at commit). */
+export async function tryRescuerLock(sql: Sql): Promise<boolean> {
+  const [row] = await sql.$queryRaw<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(${RESCUER_LOCK_KEY}::bigint) AS locked`;
+  return row?.locked === true;
+}
+
+/** Advisory lock key of the stuck-row rescuer ("spm-rescue" as a number). */
+export const RESCUER_LOCK_KEY = 0x73706d7265736375n;
+
+export interface RetryScope {
+  requestId?: number;
+  packageIds?: number[];
+}
+
+/** Move `failed` rows (all, of one request, or of some ids) back to `requested` with attempts reset. */
+export async function retryFailed(sql: Sql, scope: RetryScope, actor: string): Promise<number> {
+  const requestId = scope.requestId ?? null;
+  const ids = scope.packageIds ?? null;
+  const rows = await sql.$queryRaw<{ id: number }[]>`
+    WITH target AS (
+      SELECT p.id FROM package p
+      WHERE p.status = 'failed'
+        AND (${requestId}::int IS NULL OR EXISTS (
+          SELECT 1 FROM request_package rp WHERE rp.package_id = p.id AND rp.request_id = ${requestId}::int))
+        AND (${ids}::int[] IS NULL OR p.id = ANY(${ids}::int[]))
+      FOR UPDATE SKIP LOCKED
+    ), moved AS (
+      UPDATE package p SET status = 'requested', attempts = 0, next_attempt_at = now(),
+        last_error_code = NULL, last_error_message = NULL, updated_at = now()
+      FROM target WHERE p.id = target.id AND p.status = 'failed'
+      RETURNING p.id
+    ), events AS (
+      INSERT INTO package_event (package_id, from_status, to_status, actor, reason)
+      SELECT id, 'failed', 'requested', ${actor}, 'retry requested' FROM moved
+    )
+    SELECT id FROM moved`;
+  return rows.length;
+}
+
+/** Wake idle workers (delivered at commit when called inside a transaction). */
+export async function notifyWork(sql: Sql): Promise<void> {
+  await sql.$executeRaw`SELECT pg_notify(${WORK_CHANNEL}, '')`;
+}
+
+export const WORK_CHANNEL = "spm_work";
+
+/** Record that a worker is alive (one row per worker). */
+export async function touchWorker(
+  sql: Sql,
+  w: { id: string; hostname: string; pid: number; info: Record<string, unknown> },
+): Promise<void> {
+  const info = JSON.stringify(w.info);
+  await sql.$executeRaw`
+    INSERT INTO worker (id, hostname, pid, info) VALUES (${w.id}, ${w.hostname}, ${w.pid}, ${info}::jsonb)
+    ON CONFLICT (id) DO UPDATE SET last_seen_at = now(), info = EXCLUDED.info`;
+}
+
+export interface EnqueueRow {
+  name: string;
+  version: string;
+  integrity: string | null;
+  resolved: string | null;
+}
+
+/**
+ * Enqueue a request's packages: insert the name@versions not seen before (status `requested`, with
+ * their creation event), then link every one to the request. Two statements, so that the link sees
+ * rows a concurrent upload committed meanwhile; run both in the request's transaction.
+ */
+export async function enqueuePackages(
+  sql: Sql,
+  args: { requestId: number; actor: string; rows: EnqueueRow[] },
+): Promise<{ inserted: number; linked: number }> {
+  const input = JSON.stringify(args.rows);
+  const inserted = await sql.$queryRaw<{ n: number }[]>`
+    WITH input AS (
+      SELECT DISTINCT name, version FROM jsonb_to_recordset(${input}::jsonb) AS i(name text, version text)
+    ), ins AS (
+      INSERT INTO package (name, version) SELECT name, version FROM input ORDER BY name, version
+      ON CONFLICT (name, version) DO NOTHING
+      RETURNING id
+    ), events AS (
+      INSERT INTO package_event (package_id, from_status, to_status, actor, reason, details)
+      SELECT id, NULL, 'requested', ${args.actor}, 'uploaded', jsonb_build_object('request_id', ${args.requestId}::int) FROM ins
+    )
+    SELECT count(*)::int AS n FROM ins`;
+  const linked = await sql.$queryRaw<{ n: number }[]>`
+    WITH input AS (
+      SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS i(name text, version text, integrity text, resolved text)
+    ), links AS (
+      INSERT INTO request_package (request_id, package_id, integrity, resolved)
+      SELECT ${args.requestId}::int, p.id, i.integrity, i.resolved
+      FROM input i JOIN package p ON p.name = i.name AND p.version = i.version
+      ON CONFLICT DO NOTHING
+      RETURNING package_id
+    )
+    SELECT count(*)::int AS n FROM links`;
+  return { inserted: inserted[0]?.n ?? 0, linked: linked[0]?.n ?? 0 };
+}
