@@ -80,10 +80,17 @@ let panicMessage = "";
   },
 };
 
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: object };
+}
+
 async function loadEngine(): Promise<SchemaEngine> {
   const wasmPath = join(root, "node_modules/@prisma/schema-engine-wasm/schema_engine_bg.wasm");
-  const module = new WebAssembly.Module(readFileSync(wasmPath));
-  const instance = new WebAssembly.Instance(module, { "./schema_engine_bg.js": bg as unknown as WebAssembly.ModuleImports });
+  // @types/node does not declare the WebAssembly globals.
+  const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+  const module = new wasm.Module(readFileSync(wasmPath));
+  const instance = new wasm.Instance(module, { "./schema_engine_bg.js": bg });
   const exports = instance.exports as unknown as { __wbindgen_start(): void };
   (bg as unknown as { __wbg_set_wasm(e: unknown): void }).__wbg_set_wasm(exports);
   exports.__wbindgen_start();

@@ -48,6 +48,7 @@ const schema = z.object({
   ADVISORY_MAX_AGE_DAYS: z.coerce.number().positive().default(7),
   SCANNER_TRIVY: flag("off"),
   LICENCE_UNKNOWN_VERDICT: z.enum(["allow", "review", "deny"]).default("review"),
+  LICENCE_EXCEPTIONS: z.enum(["as-base", "review"]).default("as-base"),
   AUTO_APPROVE: z.enum(["clean", "never"]).default("clean"),
   MIN_RELEASE_AGE_HOURS: z.coerce.number().nonnegative().default(72),
 

@@ -58,3 +58,14 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     stop: () => pg.stop(),
   };
 }
+
+/**
+ * The URL of the `spm` database on the embedded server that `npm start` runs under `dataDir`, for
+ * CLI tools used beside it. Null when there is no embedded cluster there.
+ */
+export function embeddedDatabaseUrl(dataDir: string, port: number, database = "spm"): string | null {
+  const passwordFile = join(resolve(dataDir), "pg-password");
+  if (!existsSync(passwordFile)) return null;
+  const password = readFileSync(passwordFile, "utf8").trim();
+  return `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+}

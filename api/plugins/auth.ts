@@ -1,0 +1,55 @@
+/**
+ * Bearer JWT auth (HS256 only, `JWT_SECRET`): tokens carry `sub` (user id), `name`, `role` and `exp`.
+ * `app.authenticate` verifies; `app.requireRole(role)` also checks the role (403 otherwise).
+ */
+import fastifyJwt from "@fastify/jwt";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
+import { hasRole, type UserRole } from "../../src/auth/users.ts";
+import { AppError } from "../../src/errors.ts";
+
+export interface TokenClaims {
+  sub: string;
+  name: string;
+  role: UserRole;
+}
+
+declare module "@fastify/jwt" {
+  interface FastifyJWT {
+    payload: TokenClaims;
+    user: TokenClaims & { iat: number; exp: number };
+  }
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+    requireRole: (role: UserRole) => (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  }
+}
+
+export default fp(async function auth(app: FastifyInstance, opts: { secret: string; ttl: string }) {
+  await app.register(fastifyJwt, {
+    secret: opts.secret,
+    sign: { algorithm: "HS256", expiresIn: opts.ttl },
+    verify: { algorithms: ["HS256"] },
+  });
+  const authenticate = async (request: FastifyRequest) => {
+    try {
+      await request.jwtVerify();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === "FST_JWT_AUTHORIZATION_TOKEN_EXPIRED") throw new AppError("token_expired", "the token has expired");
+      throw new AppError("unauthorized", code === "FST_JWT_NO_AUTHORIZATION_IN_HEADER" ? "no Bearer token" : "invalid token");
+    }
+    const u = request.user;
+    if (typeof u?.sub !== "string" || typeof u.role !== "string" || !["user", "approver", "admin"].includes(u.role)) {
+      throw new AppError("unauthorized", "token is missing claims");
+    }
+  };
+  app.decorate("authenticate", authenticate);
+  app.decorate("requireRole", (role: UserRole) => async (request: FastifyRequest) => {
+    await authenticate(request);
+    if (!hasRole(request.user, role)) throw new AppError("forbidden", `needs role ${role}; you are ${request.user.role}`);
+  });
+});

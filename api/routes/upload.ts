@@ -1,0 +1,77 @@
+/**
+ * POST /api/packages/upload — a package-lock.json as multipart field `file` or as the raw JSON body.
+ * Parses and validates everything before writing anything; answers 202 with the request id.
+ */
+import multipart from "@fastify/multipart";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { AppError } from "../../src/errors.ts";
+import { parseLockfile } from "../../src/lockfile/parse.ts";
+import { createRequest } from "../../src/requests/create-request.ts";
+import type { AppDeps } from "../app.ts";
+import { errorResponses } from "../schemas.ts";
+
+export default async function uploadRoutes(app: FastifyInstance, { db, config }: AppDeps) {
+  const limit = config.MAX_UPLOAD_BYTES;
+  await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: 10, parts: 20 }, throwFileSizeLimit: true });
+  // The raw bytes are parsed by the lockfile parser itself (BOM, strict UTF-8, safe keys, sha256).
+  app.removeContentTypeParser(["application/json"]);
+  app.addContentTypeParser(["application/json", "application/octet-stream"], { parseAs: "buffer", bodyLimit: limit }, (_req, body, done) => done(null, body));
+
+  app.post(
+    "/api/packages/upload",
+    {
+      onRequest: app.authenticate,
+      bodyLimit: limit,
+      schema: {
+        tags: ["packages"],
+        summary: "Upload a package-lock.json (lockfileVersion 1, 2 or 3) to vet every package in it",
+        description: "Send the file as multipart field `file`, or as the raw body with Content-Type application/json.",
+        security: [{ bearer: [] }],
+        consumes: ["multipart/form-data", "application/json"],
+        response: {
+          202: {
+            type: "object",
+            required: ["request_id", "packages", "skipped"],
+            properties: {
+              request_id: { type: "integer" },
+              packages: {
+                type: "object",
+                properties: { total: { type: "integer" }, new: { type: "integer" }, existing: { type: "integer" } },
+              },
+              skipped: { type: "array", items: { type: "object", properties: { path: { type: "string" }, reason: { type: "string" } } } },
+            },
+          },
+          ...errorResponses(400, 401, 413, 415),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { raw, fileName } = await readUpload(request);
+      const parsed = parseLockfile(raw);
+      const created = await createRequest(db, {
+        parsed,
+        raw,
+        fileName,
+        user: { id: Number(request.user.sub) || null, username: request.user.name },
+      });
+      request.log.info({ requestId: created.request_id, ...created.packages, skipped: created.skipped.length }, "lockfile accepted");
+      return reply.status(202).send(created);
+    },
+  );
+}
+
+async function readUpload(request: FastifyRequest): Promise<{ raw: Buffer; fileName: string | null }> {
+  if (request.isMultipart()) {
+    for await (const part of request.parts()) {
+      if (part.type === "file" && part.fieldname === "file") {
+        return { raw: await part.toBuffer(), fileName: part.filename || null };
+      }
+      if (part.type === "file") await part.toBuffer();
+    }
+    throw new AppError("no_file", "the multipart body has no field named `file`");
+  }
+  const body = request.body;
+  if (!Buffer.isBuffer(body) || body.length === 0) throw new AppError("no_file", "empty request body");
+  const name = request.headers["x-file-name"];
+  return { raw: body, fileName: typeof name === "string" ? name.slice(0, 255) : null };
+}

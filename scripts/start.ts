@@ -1,0 +1,142 @@
+/**
+ * `npm start`: the whole stack from one command.
+ *  - No DATABASE_URL: start an embedded PostgreSQL under DATA_DIR (reused on the next start), create
+ *    the `spm` database, generate a JWT secret once (DATA_DIR/jwt-secret) and, on first start, an
+ *    `admin` user whose password is printed once.
+ *  - DATABASE_URL set: use that server (JWT_SECRET then required).
+ * Then apply migrations and run the API and ONE worker as separate child processes, restarting a
+ * child that crashes, forwarding SIGINT/SIGTERM, and stopping everything cleanly.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import pg from "pg";
+import { ensureFirstAdmin } from "../src/auth/bootstrap.ts";
+import { ConfigError, loadConfig } from "../src/config.ts";
+import { createDb } from "../src/db/client.ts";
+import { startEmbeddedPostgres, type EmbeddedDatabase } from "../src/db/embedded.ts";
+import { createLogger } from "../src/logger.ts";
+
+const root = resolve(import.meta.dirname, "..");
+const log = createLogger("start");
+
+interface Child {
+  name: string;
+  script: string;
+  proc: ChildProcess | null;
+  restarts: number[];
+}
+
+async function ensureDatabase(serverUrl: string, name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  const { rowCount } = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+  if (!rowCount) await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+function secretIn(dataDir: string): string {
+  const file = join(dataDir, "jwt-secret");
+  if (!existsSync(file)) writeFileSync(file, randomBytes(48).toString("base64url"), { mode: 0o600 });
+  return readFileSync(file, "utf8").trim();
+}
+
+function migrate(databaseUrl: string): void {
+  const res = spawnSync(process.execPath, ["--import", "tsx", join(root, "scripts/migrate.ts"), "deploy"], {
+    env: { ...process.env, DATABASE_URL: databaseUrl },
+    stdio: ["ignore", "pipe", "inherit"],
+    encoding: "utf8",
+  });
+  if (res.status !== 0) throw new Error(`migrations failed (exit ${res.status})`);
+  log.info({ result: res.stdout.trim() }, "migrations applied");
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  let embedded: EmbeddedDatabase | null = null;
+  let databaseUrl = config.DATABASE_URL;
+  let jwtSecret = config.JWT_SECRET;
+  if (databaseUrl) {
+    if (!jwtSecret) throw new ConfigError(["JWT_SECRET: required when DATABASE_URL is set (at least 32 characters)"]);
+  } else {
+    const dataDir = resolve(config.DATA_DIR);
+    mkdirSync(dataDir, { recursive: true });
+    embedded = await startEmbeddedPostgres({ dir: dataDir, port: config.EMBEDDED_PG_PORT, log });
+    log.info({ dataDir, port: embedded.port }, "embedded PostgreSQL running");
+    databaseUrl = await ensureDatabase(embedded.url, "spm");
+    jwtSecret ??= secretIn(dataDir);
+  }
+  migrate(databaseUrl);
+  if (embedded) {
+    const db = createDb(databaseUrl, 1);
+    const admin = await ensureFirstAdmin(db);
+    await db.$disconnect();
+    if (admin) {
+      process.stdout.write(
+        `\n  First start: created user "${admin.username}" with password  ${admin.password}\n` +
+          `  (shown only once; log in with POST /api/auth/login, create more users with npm run user:create)\n\n`,
+      );
+    }
+  }
+
+  const env = { ...process.env, DATABASE_URL: databaseUrl, JWT_SECRET: jwtSecret! };
+  const children: Child[] = [
+    { name: "api", script: "api/main.ts", proc: null, restarts: [] },
+    { name: "worker", script: "worker/main.ts", proc: null, restarts: [] },
+  ];
+  let stopping = false;
+
+  const launch = (child: Child) => {
+    const proc = spawn(process.execPath, ["--import", "tsx", join(root, child.script)], { env, stdio: "inherit" });
+    child.proc = proc;
+    proc.on("exit", (code, signal) => {
+      child.proc = null;
+      if (stopping) return;
+      const now = Date.now();
+      child.restarts = child.restarts.filter((t) => now - t < 60_000);
+      if (child.restarts.length >= 5) {
+        log.fatal({ child: child.name, code, signal }, "child keeps crashing; stopping the stack");
+        void shutdown("crash loop", 1);
+        return;
+      }
+      child.restarts.push(now);
+      const delay = 500 * 2 ** (child.restarts.length - 1);
+      log.error({ child: child.name, code, signal, restartInMs: delay }, "child exited; restarting");
+      setTimeout(() => !stopping && launch(child), delay);
+    });
+  };
+
+  const shutdown = async (reason: string, exitCode = 0) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ reason }, "stopping the stack");
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((done) => {
+            if (!c.proc) return done();
+            c.proc.once("exit", () => done());
+            c.proc.kill("SIGTERM");
+          }),
+      ),
+    );
+    if (embedded) await embedded.stop();
+    log.info("stopped");
+    process.exit(exitCode);
+  };
+
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  for (const c of children) launch(c);
+  log.info({ api: `http://${config.HOST}:${config.PORT}`, docs: `http://${config.HOST}:${config.PORT}/docs` }, "stack started");
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) log.fatal(err.message);
+  else log.fatal({ err }, "start failed");
+  process.exit(1);
+});

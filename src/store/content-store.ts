@@ -1,0 +1,99 @@
+/**
+ * Content-addressed tarball store: `<dir>/sha512/<aa>/<bb>/<hex>`, keyed by the SHA-512 of the bytes.
+ * Writes stream to a temporary file while hashing and land with an atomic rename, so a reader never
+ * sees a partial file and two writers of the same content cannot corrupt it.
+ */
+import { randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream, mkdirSync } from "node:fs";
+import { rename, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { Transform, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import ssri from "ssri";
+import { hashOf, hexOf } from "./sri.ts";
+
+export interface StoredBlob {
+  key: string;
+  size: number;
+  /** `sha512-…` of the bytes. */
+  integrity: string;
+  /** hex sha1, for npm's `dist.shasum`. */
+  sha1: string;
+}
+
+export class TooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`larger than ${limit} bytes`);
+  }
+}
+
+export class ContentStore {
+  constructor(readonly dir: string) {
+    mkdirSync(join(dir, "tmp"), { recursive: true });
+  }
+
+  /** The store key of an SRI string's sha512 hash (hex), or null when it has none. */
+  static keyOf(integrity: string): string | null {
+    return hexOf(integrity, "sha512");
+  }
+
+  path(key: string): string {
+    if (!/^[0-9a-f]{128}$/.test(key)) throw new Error(`bad store key ${key}`);
+    return join(this.dir, "sha512", key.slice(0, 2), key.slice(2, 4), key);
+  }
+
+  async size(key: string): Promise<number | null> {
+    try {
+      return (await stat(this.path(key))).size;
+    } catch {
+      return null;
+    }
+  }
+
+  read(key: string): Readable {
+    return createReadStream(this.path(key));
+  }
+
+  /**
+   * Stream `source` into the store, hashing as it goes and refusing more than `maxBytes`.
+   * `accept` sees the computed digests before the file lands; returning false discards it.
+   */
+  async write(
+    source: Readable,
+    maxBytes: number,
+    accept: (blob: Omit<StoredBlob, "key">) => boolean = () => true,
+  ): Promise<{ blob: StoredBlob; stored: boolean }> {
+    const tmp = join(this.dir, "tmp", `${Date.now()}-${randomBytes(6).toString("hex")}`);
+    let size = 0;
+    const limiter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        size += chunk.length;
+        if (size > maxBytes) cb(new TooLargeError(maxBytes));
+        else cb(null, chunk);
+      },
+    });
+    const hasher = ssri.integrityStream({ algorithms: ["sha512", "sha1"] });
+    let computed: ssri.Integrity | undefined;
+    hasher.on("integrity", (i: ssri.Integrity) => (computed = i));
+    try {
+      await pipeline(source, limiter, hasher, createWriteStream(tmp, { mode: 0o644 }));
+      if (!computed) throw new Error("no digest computed");
+      const sha512 = hashOf(computed, "sha512");
+      const sha1 = hashOf(computed, "sha1");
+      if (!sha512 || !sha1) throw new Error("digest missing");
+      const key = Buffer.from(sha512.digest, "base64").toString("hex");
+      const blob: StoredBlob = { key, size, integrity: sha512.toString(), sha1: Buffer.from(sha1.digest, "base64").toString("hex") };
+      if (!accept(blob)) {
+        await rm(tmp, { force: true });
+        return { blob, stored: false };
+      }
+      const dest = this.path(key);
+      mkdirSync(join(dest, ".."), { recursive: true });
+      await rename(tmp, dest);
+      return { blob, stored: true };
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+}

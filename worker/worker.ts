@@ -1,0 +1,122 @@
+/**
+ * A worker process's parts: the queue runner over the pipeline's stages, the LISTEN connection, the
+ * stuck-row rescuer (node-cron, one at a time across workers via an advisory lock), and the worker's
+ * liveness row.
+ */
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import cron, { type ScheduledTask } from "node-cron";
+import type { Config } from "../src/config.ts";
+import { createDb, type Db } from "../src/db/client.ts";
+import type { Logger } from "../src/logger.ts";
+import { pipelineStages, type WorkerContext } from "../src/pipeline/stages.ts";
+import { cachedLicencePolicy } from "../src/policy/licence-policy-store.ts";
+import { WorkListener } from "../src/queue/listener.ts";
+import { rescueStuck } from "../src/queue/rescuer.ts";
+import { QueueRunner, type RunnerEvents } from "../src/queue/runner.ts";
+import { touchWorker } from "../src/queue/sql.ts";
+import { ContentStore } from "../src/store/content-store.ts";
+import { CircuitBreaker } from "../src/upstream/circuit-breaker.ts";
+import { RegistryClient } from "../src/upstream/registry-client.ts";
+
+export interface Worker {
+  id: string;
+  db: Db;
+  runner: QueueRunner<WorkerContext>;
+  registry: RegistryClient;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Run the rescuer once now (also scheduled by cron). */
+  rescue(): Promise<number>;
+}
+
+export function createWorker(config: Config, databaseUrl: string, log: Logger, events?: RunnerEvents): Worker {
+  const id = config.WORKER_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
+  const wlog = log.child({ workerId: id });
+  const db = createDb(databaseUrl, Math.max(4, Math.min(config.DB_POOL_SIZE, config.WORKER_CONCURRENCY + 2)));
+  const breaker = new CircuitBreaker(config.CIRCUIT_FAILURE_THRESHOLD, config.CIRCUIT_OPEN_SECONDS);
+  const registry = new RegistryClient({
+    registry: config.UPSTREAM_REGISTRY,
+    timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+    cacheSeconds: config.PACKUMENT_CACHE_SECONDS,
+    breaker,
+  });
+  const store = new ContentStore(config.STORAGE_DIR);
+  const services = { config, db, registry, store, licencePolicy: cachedLicencePolicy(db, config.LICENCE_UNKNOWN_VERDICT) };
+  const stuckSeconds = config.STUCK_AFTER_MINUTES * 60;
+  const runner = new QueueRunner<WorkerContext>({
+    sql: db,
+    log: wlog,
+    workerId: id,
+    stages: pipelineStages(),
+    concurrency: config.WORKER_CONCURRENCY,
+    batchSize: config.WORKER_MAX_PACKAGES_PER_CYCLE,
+    pollIntervalMs: config.WORKER_SLEEP_INTERVAL * 1000,
+    heartbeatMs: Math.max(200, Math.min(30_000, (stuckSeconds * 1000) / 4)),
+    maxAttempts: config.MAX_ATTEMPTS,
+    retryBaseSeconds: config.RETRY_BASE_SECONDS,
+    retryMaxSeconds: config.RETRY_MAX_SECONDS,
+    context: (_row, base) => ({ ...services, ...base }),
+    events,
+  });
+  const listener = new WorkListener(databaseUrl, () => runner.wake(), wlog);
+  let task: ScheduledTask | null = null;
+  let liveness: NodeJS.Timeout | null = null;
+
+  const touch = async () => {
+    try {
+      await touchWorker(db, {
+        id,
+        hostname: hostname(),
+        pid: process.pid,
+        info: { inFlight: runner.inFlight, concurrency: config.WORKER_CONCURRENCY, circuit: breaker.snapshot() },
+      });
+    } catch (err) {
+      wlog.debug({ err }, "worker liveness update failed");
+    }
+  };
+
+  const rescue = async (): Promise<number> => {
+    try {
+      const { reset } = await rescueStuck(db, { stuckAfterSeconds: stuckSeconds, maxAttempts: config.MAX_ATTEMPTS }, wlog);
+      if (reset.length > 0) {
+        wlog.warn({ count: reset.length }, "rescuer reset stuck packages");
+        events?.applied?.([]);
+        runner.wake();
+      }
+      return reset.length;
+    } catch (err) {
+      wlog.warn({ err }, "rescuer run failed");
+      return 0;
+    }
+  };
+
+  return {
+    id,
+    db,
+    runner,
+    registry,
+    rescue,
+    async start() {
+      await touch();
+      await listener.start();
+      runner.start();
+      task = cron.schedule(config.STUCK_CHECK_CRON, () => void rescue(), { name: "stuck-rescuer", noOverlap: true });
+      liveness = setInterval(() => void touch(), 10_000);
+      liveness.unref();
+      wlog.info(
+        { concurrency: config.WORKER_CONCURRENCY, batch: config.WORKER_MAX_PACKAGES_PER_CYCLE, upstream: config.UPSTREAM_REGISTRY },
+        "worker started",
+      );
+    },
+    async stop() {
+      wlog.info("worker stopping: no new claims; finishing in-flight steps");
+      await task?.stop();
+      if (liveness) clearInterval(liveness);
+      await runner.stop(config.WORKER_GRACE_SECONDS * 1000);
+      await listener.close();
+      await db.$disconnect();
+      wlog.info("worker stopped");
+    },
+  };
+}
