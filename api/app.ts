@@ -10,8 +10,11 @@ import { loggerOptions } from "../src/logger.ts";
 import authPlugin from "./plugins/auth.ts";
 import { registerErrorHandling } from "./plugins/errors.ts";
 import { registerOpenApi } from "./plugins/openapi.ts";
+import adminLicenceRoutes from "./routes/admin-licenses.ts";
+import approverRoutes from "./routes/approver.ts";
 import authRoutes from "./routes/auth.ts";
 import healthRoutes from "./routes/health.ts";
+import registryRoutes from "./routes/registry.ts";
 import retryRoutes from "./routes/retry.ts";
 import statusRoutes from "./routes/status.ts";
 import uploadRoutes from "./routes/upload.ts";
@@ -35,7 +38,6 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     },
-    requestIdLogLabel: "requestId",
     bodyLimit: 1024 * 1024,
     trustProxy: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: "array", allErrors: false } },
@@ -52,5 +54,8 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(statusRoutes, deps);
   await app.register(retryRoutes, deps);
   await app.register(uploadRoutes, deps);
+  await app.register(registryRoutes, deps);
+  await app.register(approverRoutes, deps);
+  await app.register(adminLicenceRoutes, deps);
   return app;
 }

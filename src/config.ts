@@ -55,6 +55,9 @@ const schema = z.object({
   REGISTRY_AUTH: z.enum(["required", "none"]).default("required"),
 });
 
+export const configSchema = schema;
+export const configKeys = Object.keys(schema.shape);
+
 type Raw = z.infer<typeof schema>;
 
 export type Config = Readonly<

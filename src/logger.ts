@@ -26,6 +26,6 @@ export function loggerOptions(level: string, name: string): LoggerOptions {
   };
 }
 
-export function createLogger(name: string, level = process.env.LOG_LEVEL ?? "info"): Logger {
+export function createLogger(name: string, level = process.env.LOG_LEVEL || "info"): Logger {
   return pino(loggerOptions(level, name));
 }

@@ -48,6 +48,8 @@ const table: Row[] = [
   { input: "AGPL-3.0-or-later", verdict: "deny", chosen: ["AGPL-3.0-or-later"], unknown: false },
   { input: "SSPL-1.0", verdict: "deny", chosen: ["SSPL-1.0"], unknown: false },
   { input: "CC-BY-NC-4.0", verdict: "deny", chosen: ["CC-BY-NC-4.0"], unknown: false },
+  { input: "CC-BY-4.0", verdict: "review", chosen: ["CC-BY-4.0"], unknown: false },
+  { input: "CC-BY-3.0", verdict: "allow", chosen: ["CC-BY-3.0"], unknown: false },
   { input: "EUPL-1.2", verdict: "review", chosen: ["EUPL-1.2"], unknown: false },
   { input: "  MIT  ", verdict: "allow", chosen: ["MIT"], unknown: false, expression: "MIT" },
 

@@ -43,7 +43,13 @@ export default fp(async function auth(app: FastifyInstance, opts: { secret: stri
       throw new AppError("unauthorized", code === "FST_JWT_NO_AUTHORIZATION_IN_HEADER" ? "no Bearer token" : "invalid token");
     }
     const u = request.user;
-    if (typeof u?.sub !== "string" || typeof u.role !== "string" || !["user", "approver", "admin"].includes(u.role)) {
+    // `name` is checked too: routes record it as the actor (uploaded_by_name, package_event.actor).
+    if (
+      typeof u?.sub !== "string" ||
+      typeof u.name !== "string" ||
+      typeof u.role !== "string" ||
+      !["user", "approver", "admin"].includes(u.role)
+    ) {
       throw new AppError("unauthorized", "token is missing claims");
     }
   };

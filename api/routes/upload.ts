@@ -13,8 +13,9 @@ import { errorResponses } from "../schemas.ts";
 export default async function uploadRoutes(app: FastifyInstance, { db, config }: AppDeps) {
   const limit = config.MAX_UPLOAD_BYTES;
   await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: 10, parts: 20 }, throwFileSizeLimit: true });
-  // The raw bytes are parsed by the lockfile parser itself (BOM, strict UTF-8, safe keys, sha256).
-  app.removeContentTypeParser(["application/json"]);
+  // The raw bytes are parsed by the lockfile parser itself (BOM, strict UTF-8, safe keys, sha256). Fastify's default
+  // text/plain parser goes too, so any other content type is refused with 415 rather than read as an empty upload.
+  app.removeContentTypeParser(["application/json", "text/plain"]);
   app.addContentTypeParser(["application/json", "application/octet-stream"], { parseAs: "buffer", bodyLimit: limit }, (_req, body, done) => done(null, body));
 
   app.post(
@@ -62,11 +63,18 @@ export default async function uploadRoutes(app: FastifyInstance, { db, config }:
 
 async function readUpload(request: FastifyRequest): Promise<{ raw: Buffer; fileName: string | null }> {
   if (request.isMultipart()) {
-    for await (const part of request.parts()) {
-      if (part.type === "file" && part.fieldname === "file") {
-        return { raw: await part.toBuffer(), fileName: part.filename || null };
+    try {
+      for await (const part of request.parts()) {
+        if (part.type === "file" && part.fieldname === "file") {
+          return { raw: await part.toBuffer(), fileName: part.filename || null };
+        }
+        if (part.type === "file") await part.toBuffer();
       }
-      if (part.type === "file") await part.toBuffer();
+    } catch (err) {
+      // The multipart plugin's own errors carry a code (limits → 413); the parser's (busboy) are plain Errors about a
+      // malformed body (no boundary, truncated part), which are the client's fault, not a 500.
+      if (err instanceof AppError || typeof (err as { code?: unknown }).code === "string") throw err;
+      throw new AppError("bad_request", `malformed multipart body: ${(err as Error).message}`);
     }
     throw new AppError("no_file", "the multipart body has no field named `file`");
   }

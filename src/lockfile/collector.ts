@@ -1,7 +1,7 @@
 import { AppError } from "../errors.ts";
 import { describeIntegrity, digestsOf, integrityConflicts, isIntegrity, strength, type Digests } from "./integrity.ts";
-import { invalidShape } from "./json.ts";
-import { assertTarballMatches, classifySource, type Source, type TarballUrl } from "./resolved.ts";
+import { invalidShape, printable } from "./json.ts";
+import { assertTarballMatches, type TarballUrl } from "./resolved.ts";
 import type { LockfilePackage, ParsedLockfile, SkippedEntry } from "./types.ts";
 import { assertExactVersion, compareVersions } from "./versions.ts";
 
@@ -74,7 +74,7 @@ export class Collector {
     if (integrityConflicts(before, now)) {
       throw new AppError(
         "lockfile_invalid",
-        `${existing.integrityPath} and ${path} both lock ${id} but with different integrity ` +
+        `${printable(existing.integrityPath)} and ${printable(path)} both lock ${printable(id)} but with different integrity ` +
           `(${describeIntegrity(existing.integrity)} vs ${describeIntegrity(integrity)})`,
         { details: { name, version, paths: [existing.integrityPath, path], integrity: [existing.integrity, integrity] } },
       );
@@ -101,19 +101,4 @@ export class Collector {
     packages.sort((a, b) => (a.name === b.name ? compareVersions(a.version, b.version) : a.name < b.name ? -1 : 1));
     return { lockfileVersion, packages, skipped: this.skipped };
   }
-}
-
-/**
- * Classifies an entry's `resolved`: a skip reason, a registry tarball (checked against name@version later), or none.
- * Throws `lockfile_invalid` for a value npm cannot install from.
- */
-export function resolvedSource(path: string, resolved: string | null): Source | null {
-  if (resolved === null) return null;
-  const source = classifySource(resolved);
-  if (source.kind === "unknown") {
-    throw invalidShape(path, `resolved ${JSON.stringify(resolved.slice(0, 100))} is not a URL npm can install from`, {
-      resolved,
-    });
-  }
-  return source;
 }

@@ -1,10 +1,10 @@
-import { resolvedSource, type Collector } from "./collector.ts";
-import { optionalString, requiredVersion } from "./entry.ts";
-import { describeType, invalidShape, isJsonObject, own, quote, type JsonObject } from "./json.ts";
-import { assertPackageName } from "./names.ts";
-import { classifySource } from "./resolved.ts";
-import { isExactVersion } from "./versions.ts";
 import { AppError } from "../errors.ts";
+import type { Collector } from "./collector.ts";
+import { assertInstallPath, optionalString, requiredVersion } from "./entry.ts";
+import { describeType, invalidShape, isJsonObject, own, printable, quote, type JsonObject } from "./json.ts";
+import { assertPackageName } from "./names.ts";
+import { classifySource, resolvedSource } from "./resolved.ts";
+import { isExactVersion } from "./versions.ts";
 
 interface Pending {
   path: string;
@@ -14,7 +14,8 @@ interface Pending {
 
 /**
  * lockfileVersion 1: the nested `dependencies` tree. Walked with an explicit stack (a hostile file may nest thousands
- * of levels deep), depth first in document order. Paths are built as `node_modules/a/node_modules/b`.
+ * of levels deep), depth first in document order. Paths are built as `node_modules/a/node_modules/b` and bounded by
+ * MAX_INSTALL_PATH.
  */
 export function collectDependencyTree(root: JsonObject, collector: Collector): void {
   const top = own(root, "dependencies");
@@ -40,7 +41,9 @@ function pushChildren(stack: Pending[], dependencies: JsonObject, prefix: string
   const entries = Object.entries(dependencies);
   for (let i = entries.length - 1; i >= 0; i--) {
     const [key, value] = entries[i] as [string, unknown];
-    stack.push({ path: prefix + key, key, value });
+    const path = prefix + key;
+    assertInstallPath(path); // bounds the depth too: each level adds at least 14 characters
+    stack.push({ path, key, value });
   }
 }
 
@@ -57,20 +60,20 @@ function collectEntry(path: string, key: string, entry: JsonObject, collector: C
     const target = spec.slice("npm:".length);
     const at = target.lastIndexOf("@");
     if (at <= 0) {
-      throw new AppError("invalid_version", `${path}: alias ${quote(spec)} names no version`, { details: { path, version: spec } });
+      throw new AppError("invalid_version", `${printable(path)}: alias ${quote(spec)} names no version`, { details: { path, version: spec } });
     }
     name = target.slice(0, at);
     version = target.slice(at + 1);
     assertPackageName(path, name);
   } else if (!isExactVersion(spec)) {
     // v1 writes the specifier itself for non-registry dependencies: git URLs, file: paths, tarball URLs.
-    const source = classifySource(spec);
+    const source = classifySource(spec, { githubShorthand: true });
     if (source.kind === "skip") {
       collector.skip(path, source.reason);
       return;
     }
     if (source.kind === "registry") {
-      collector.skip(path, `remote tarball URL (${spec.length > 100 ? `${spec.slice(0, 99)}…` : spec})`);
+      collector.skip(path, `remote tarball URL (${printable(spec, 100)})`);
       return;
     }
     // Anything else (a range such as ^1.0.0) is rejected as invalid_version by the collector.

@@ -1,6 +1,6 @@
 import validatePackageName from "validate-npm-package-name";
 import { AppError } from "../errors.ts";
-import { quote } from "./json.ts";
+import { printable, quote } from "./json.ts";
 
 /**
  * Names every current npm accepts: lowercase URL-safe characters, not starting with `.`, `_` or `-`, optionally scoped.
@@ -30,7 +30,7 @@ export function nameProblem(name: string): string | null {
 export function assertPackageName(path: string, name: string): void {
   const problem = nameProblem(name);
   if (problem !== null) {
-    throw new AppError("invalid_package_name", `${path}: ${quote(name)} is not a valid npm package name (${problem})`, {
+    throw new AppError("invalid_package_name", `${printable(path)}: ${quote(name)} is not a valid npm package name (${problem})`, {
       details: { path, name },
     });
   }

@@ -1,7 +1,8 @@
-import { resolvedSource, type Collector } from "./collector.ts";
-import { optionalString, requiredVersion } from "./entry.ts";
-import { describeType, invalidShape, isJsonObject, own, type JsonObject } from "./json.ts";
+import type { Collector } from "./collector.ts";
+import { assertInstallPath, optionalString, requiredVersion } from "./entry.ts";
+import { describeType, invalidShape, isJsonObject, own, printable, type JsonObject } from "./json.ts";
 import { assertPackageName, installNameOfKey } from "./names.ts";
+import { resolvedSource } from "./resolved.ts";
 
 /**
  * lockfileVersion 2/3: the flat `packages` map keyed by install path. `""` is the root project; keys outside any
@@ -11,6 +12,7 @@ export function collectPackagesMap(packages: JsonObject, collector: Collector): 
   for (const key of Object.keys(packages)) {
     if (key === "") continue;
     const value = packages[key]; // an own key: Object.keys lists only those
+    assertInstallPath(key);
     if (!isJsonObject(value)) throw invalidShape(key, `the entry must be an object, not ${describeType(value)}`);
     const resolved = optionalString(key, value, "resolved");
     const link = own(value, "link") === true;
@@ -51,5 +53,7 @@ export function collectPackagesMap(packages: JsonObject, collector: Collector): 
 }
 
 function linkReason(resolved: string | null): string {
-  return resolved === null ? "link to a local folder (workspace or file: dependency)" : `link to ${resolved} (workspace or file: dependency)`;
+  return resolved === null
+    ? "link to a local folder (workspace or file: dependency)"
+    : `link to ${printable(resolved, 100)} (workspace or file: dependency)`;
 }

@@ -1,5 +1,5 @@
 import { AppError } from "../errors.ts";
-import { quote } from "./json.ts";
+import { invalidShape, printable, quote } from "./json.ts";
 import { baseName } from "./names.ts";
 import { withoutBuild } from "./versions.ts";
 
@@ -19,7 +19,7 @@ export interface TarballUrl {
 export type Source = TarballUrl | { kind: "skip"; reason: string } | { kind: "unknown" };
 
 const GIT = /^(?:git(?:\+[a-z0-9.+-]+)?:|git@|ssh:\/\/|github:|gitlab:|bitbucket:|gist:)/i;
-/** npm's shorthand for GitHub (`user/repo#ref`), as old v1 files may hold it in `version`. */
+/** npm's shorthand for GitHub (`user/repo#ref`), as old v1 files may hold it in `version` (never in `resolved`). */
 const GITHUB_SHORTHAND = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+(?:#.*)?$/;
 /**
  * An http(s) URL whose path needs no normalisation: no percent-escapes, query, fragment, backslash or user info, so
@@ -33,12 +33,14 @@ const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
  * have the shape `<registry>/<name>/-/<basename>-<version>.tgz` on any host (mirrors such as Nexus or Artifactory keep
  * the shape under their own prefix); any other http(s) URL is a remote tarball.
  */
-export function classifySource(spec: string): Source {
+export function classifySource(spec: string, options: { githubShorthand?: boolean } = {}): Source {
   if (/^https?:\/\//i.test(spec)) {
     const tarball = tarballUrl(spec);
     return tarball ?? { kind: "skip", reason: `remote tarball URL (${short(spec)})` };
   }
-  if (GIT.test(spec) || GITHUB_SHORTHAND.test(spec)) return { kind: "skip", reason: `git dependency (${short(spec)})` };
+  if (GIT.test(spec) || (options.githubShorthand === true && GITHUB_SHORTHAND.test(spec))) {
+    return { kind: "skip", reason: `git dependency (${short(spec)})` };
+  }
   if (/^file:/i.test(spec)) return { kind: "skip", reason: `local file dependency (${short(spec)})` };
   return { kind: "unknown" };
 }
@@ -97,12 +99,25 @@ export function assertTarballMatches(path: string, tarball: TarballUrl, name: st
   if (!nameMatches || !fileMatches) {
     throw new AppError(
       "lockfile_invalid",
-      `${path}: resolved URL ${quote(tarball.href)} is not the registry tarball of ${name}@${version}`,
+      `${printable(path)}: resolved URL ${quote(tarball.href)} is not the registry tarball of ${printable(name)}@${printable(version)}`,
       { details: { path, name, version, resolved: tarball.href } },
     );
   }
 }
 
 function short(spec: string): string {
-  return spec.length > 100 ? `${spec.slice(0, 99)}…` : spec;
+  return printable(spec, 100);
+}
+
+/**
+ * Classifies an entry's `resolved`: a skip reason, a registry tarball (checked against name@version later), or none.
+ * Throws `lockfile_invalid` for a value npm cannot install from.
+ */
+export function resolvedSource(path: string, resolved: string | null): Source | null {
+  if (resolved === null) return null;
+  const source = classifySource(resolved);
+  if (source.kind === "unknown") {
+    throw invalidShape(path, `resolved ${quote(resolved)} is not a URL npm can install from`, { resolved });
+  }
+  return source;
 }

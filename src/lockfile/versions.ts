@@ -1,6 +1,6 @@
 import semver from "semver";
 import { AppError } from "../errors.ts";
-import { quote } from "./json.ts";
+import { printable, quote } from "./json.ts";
 
 /**
  * True for an exact semver version written the way npm writes it. `semver.valid` alone would accept `v1.0.0` and
@@ -27,7 +27,7 @@ function checkExact(version: string): boolean {
 /** Throws `invalid_version` naming the lockfile path when `version` is not an exact semver version. */
 export function assertExactVersion(path: string, version: string): void {
   if (!isExactVersion(version)) {
-    throw new AppError("invalid_version", `${path}: ${quote(version)} is not an exact semver version`, {
+    throw new AppError("invalid_version", `${printable(path)}: ${quote(version)} is not an exact semver version`, {
       details: { path, version },
     });
   }

@@ -44,11 +44,8 @@ export const defaultLicenceVerdicts: ReadonlyArray<[string, Verdict]> = [
     "AFL-2.1",
     "AFL-3.0",
     "UPL-1.0",
-    // Creative Commons attribution-only: an attribution duty, nothing more. CC-BY-4.0 is
-    // allowed like CC-BY-3.0 (its terms are the same in substance; caniuse-lite, in nearly
-    // every front-end tree, uses it).
+    // Creative Commons attribution-only: an attribution duty, nothing more.
     "CC-BY-3.0",
-    "CC-BY-4.0",
     // Fonts: the OFL's conditions bind the font files, not the software that ships them.
     "OFL-1.1",
   ]),
@@ -65,6 +62,9 @@ export const defaultLicenceVerdicts: ReadonlyArray<[string, Verdict]> = [
     "EPL-2.0",
     "CDDL-1.0",
     "CDDL-1.1",
+    // CC-BY-4.0: the organisation's policy classes it with the weak-copyleft licences, so it
+    // gets a human look (caniuse-lite, in nearly every front-end tree, uses it).
+    "CC-BY-4.0",
     // Share-alike: derivatives of the licensed material itself must carry the same licence.
     "CC-BY-SA-3.0",
     "CC-BY-SA-4.0",

@@ -103,7 +103,12 @@ function lookupCandidates(leaf: LicenceLeaf): string[] {
 
 function evaluateLeaf(leaf: LicenceLeaf | LicenceRefLeaf, policy: LicencePolicy, index: PolicyIndex): LeafResult {
   const text = leafText(leaf);
-  if (leaf.kind === "ref") return { text, verdict: policy.unknown, status: { kind: "ref" }, leaf };
+  if (leaf.kind === "ref") {
+    // A LicenseRef the organisation knows (e.g. `LicenseRef-Acme-Internal`) may have its own entry.
+    const found = index.get(text);
+    if (found) return { text, verdict: found[1], status: { kind: "listed", key: found[0], viaException: false }, leaf };
+    return { text, verdict: policy.unknown, status: { kind: "ref" }, leaf };
+  }
 
   const candidates = lookupCandidates(leaf);
   if (leaf.exception !== null) {

@@ -138,6 +138,9 @@ export class QueueRunner<C extends StepContext = StepContext> {
     while (!this.stopping) {
       const free = this.opts.concurrency - this.inflight.size;
       if (free <= 0) {
+        // Saturated: sleep until a step finishes (its completion wakes us). A pending wake-up for new
+        // work is moot until then, and must not turn this into a busy loop.
+        this.pendingWake = false;
         await this.idle(this.opts.pollIntervalMs);
         continue;
       }

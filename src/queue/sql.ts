@@ -125,14 +125,16 @@ export async function complete(sql: Sql, worker: string, rows: Completion[]): Pr
         results = p.results || i.patch, updated_at = now()
       FROM input i
       WHERE p.id = i.id AND p.status = i.from_status AND p.lease_token = i.token
-      RETURNING p.id, i.from_status, i.via, i.to_status, i.ev_reason, i.ev_details, i.actor
+      RETURNING p.id, p.name, i.from_status, i.via, i.to_status, i.ev_reason, i.ev_details, i.actor
     ), events AS (
       INSERT INTO package_event (package_id, from_status, to_status, actor, reason, details)
       SELECT id, from_status, COALESCE(via, to_status), ${worker}, ev_reason, ev_details FROM moved
       UNION ALL
       SELECT id, via, to_status, actor, ev_reason, ev_details FROM moved WHERE via IS NOT NULL
+    ), approved AS (
+      SELECT pg_notify(${REGISTRY_CHANNEL}, name) FROM moved WHERE to_status = 'approved'
     )
-    SELECT id FROM moved`;
+    SELECT id FROM moved WHERE (SELECT count(*) FROM approved) >= 0`;
   return new Set(applied.map((r) => r.id));
 }
 
@@ -266,6 +268,8 @@ export async function notifyWork(sql: Sql): Promise<void> {
 }
 
 export const WORK_CHANNEL = "spm_work";
+/** Payload: a package name whose set of approved versions changed (registry caches listen). */
+export const REGISTRY_CHANNEL = "spm_registry";
 
 /** Record that a worker is alive (one row per worker). */
 export async function touchWorker(
@@ -319,4 +323,93 @@ export async function enqueuePackages(
     )
     SELECT count(*)::int AS n FROM links`;
   return { inserted: inserted[0]?.n ?? 0, linked: linked[0]?.n ?? 0 };
+}
+
+export interface DecidedRow {
+  id: number;
+  name: string;
+  from_status: PackageStatus;
+  /** The status the row went to: `licence_checked` when an override resumed the pipeline. */
+  to_status: PackageStatus;
+}
+
+/**
+ * A person's decision on packages: move the rows among `ids` whose status is in `from` to `to`
+ * (rows in any other state are not touched), with one event each (actor, reason with the comment,
+ * details `{ comment }`), in one guarded statement. An approval records `results.approval`
+ * `{ by, at, comment, from, overrode }` (overrode: the rejection it overrides, if any) and drops
+ * `results.rejection`; a rejection records `results.rejection` `{ by, at, comment, from, revokedApproval }`
+ * and drops `results.approval`. Registry caches are notified of every name whose set of approved
+ * versions changed (approvals and revocations).
+ */
+export async function decide(
+  sql: Sql,
+  args: {
+    ids: number[];
+    to: "approved" | "rejected";
+    from: PackageStatus[];
+    actor: string;
+    comment: string | null;
+    reasonCode: string | null;
+    reasonMessage: string | null;
+  },
+): Promise<DecidedRow[]> {
+  if (args.ids.length === 0 || args.from.length === 0) return [];
+  return sql.$queryRaw<DecidedRow[]>`
+    WITH target AS (
+      SELECT p.id, p.status, p.reason_code, p.reason_message, p.results -> 'approval' AS approval,
+        -- Overriding a rejection made before anything was stored (e.g. licence_denied) cannot approve
+        -- bytes nobody verified: the row resumes the pipeline (download, scan) with the override noted.
+        (${args.to}::package_status = 'approved' AND p.status = 'rejected'
+          AND p.results #>> '{download,storageKey}' IS NULL) AS resume
+      FROM package p
+      WHERE p.id = ANY(${args.ids}::int[]) AND p.status = ANY(${args.from}::package_status[])
+      ORDER BY p.id
+      FOR UPDATE
+    ), moved AS (
+      UPDATE package p SET
+        status = CASE WHEN t.resume THEN 'licence_checked'::package_status ELSE ${args.to}::package_status END,
+        next_attempt_at = now(), attempts = 0,
+        reason_code = ${args.reasonCode}::text, reason_message = ${args.reasonMessage}::text,
+        results = CASE WHEN t.resume
+          THEN (p.results - 'rejection') || jsonb_build_object('override', jsonb_build_object(
+            'by', ${args.actor}::text, 'at', now(), 'comment', ${args.comment}::text,
+            'overrode', jsonb_build_object('code', t.reason_code, 'message', t.reason_message)))
+          WHEN ${args.to}::package_status = 'approved'
+          THEN (p.results - 'rejection') || jsonb_build_object('approval', jsonb_build_object(
+            'by', ${args.actor}::text, 'at', now(), 'comment', ${args.comment}::text, 'from', t.status,
+            'overrode', CASE WHEN t.status = 'rejected'
+              THEN jsonb_build_object('code', t.reason_code, 'message', t.reason_message) END))
+          ELSE (p.results - 'approval') || jsonb_build_object('rejection', jsonb_build_object(
+            'by', ${args.actor}::text, 'at', now(), 'comment', ${args.comment}::text, 'from', t.status,
+            'revokedApproval', t.approval))
+          END,
+        updated_at = now()
+      FROM target t
+      WHERE p.id = t.id AND p.status = t.status
+      RETURNING p.id, p.name, t.status AS from_status, p.status AS to_status, t.reason_code AS prev_code, t.resume
+    ), events AS (
+      INSERT INTO package_event (package_id, from_status, to_status, actor, reason, details)
+      SELECT id, from_status, to_status, ${args.actor}::text,
+        CASE
+          WHEN resume
+            THEN 'rejection overridden (' || COALESCE(prev_code, 'no reason code') || '); resuming the pipeline to download and scan'
+          WHEN ${args.to}::package_status = 'approved' AND from_status = 'rejected'
+            THEN 'rejection overridden (' || COALESCE(prev_code, 'no reason code') || ')'
+          WHEN ${args.to}::package_status = 'approved' THEN 'approved by reviewer'
+          WHEN from_status = 'approved' THEN 'approval revoked'
+          ELSE 'rejected by reviewer'
+        END || COALESCE(': ' || ${args.comment}::text, ''),
+        jsonb_build_object('comment', ${args.comment}::text)
+          || CASE WHEN from_status = 'rejected' THEN jsonb_build_object('overrode', prev_code) ELSE '{}'::jsonb END
+      FROM moved
+    ), notified AS (
+      SELECT pg_notify(${REGISTRY_CHANNEL}, name) FROM moved
+      WHERE to_status = 'approved' OR from_status = 'approved'
+      UNION ALL
+      SELECT pg_notify(${WORK_CHANNEL}, '') FROM moved WHERE resume
+    )
+    SELECT id, name, from_status::text AS from_status, to_status::text AS to_status FROM moved
+    WHERE (SELECT count(*) FROM notified) >= 0
+    ORDER BY id`;
 }

@@ -28,9 +28,8 @@ export class TooLargeError extends Error {
 }
 
 export class ContentStore {
-  constructor(readonly dir: string) {
-    mkdirSync(join(dir, "tmp"), { recursive: true });
-  }
+  /** Opening a store writes nothing (the API mounts it read-only); `write` creates what it needs. */
+  constructor(readonly dir: string) {}
 
   /** The store key of an SRI string's sha512 hash (hex), or null when it has none. */
   static keyOf(integrity: string): string | null {
@@ -63,6 +62,7 @@ export class ContentStore {
     maxBytes: number,
     accept: (blob: Omit<StoredBlob, "key">) => boolean = () => true,
   ): Promise<{ blob: StoredBlob; stored: boolean }> {
+    mkdirSync(join(this.dir, "tmp"), { recursive: true });
     const tmp = join(this.dir, "tmp", `${Date.now()}-${randomBytes(6).toString("hex")}`);
     let size = 0;
     const limiter = new Transform({

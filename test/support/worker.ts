@@ -1,0 +1,60 @@
+/** Run pipeline workers in-process (or as child processes) against a test database and fixture upstream. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { loadConfig, type Config } from "../../src/config.ts";
+import type { Db } from "../../src/db/client.ts";
+import { createLogger } from "../../src/logger.ts";
+import { createWorker, type Worker } from "../../worker/worker.ts";
+import { TEST_JWT_SECRET } from "./app.ts";
+
+export function workerEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    NODE_ENV: "test",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+    JWT_SECRET: TEST_JWT_SECRET,
+    WORKER_SLEEP_INTERVAL: "0.2",
+    WORKER_MAX_PACKAGES_PER_CYCLE: "10",
+    WORKER_CONCURRENCY: "8",
+    RETRY_BASE_SECONDS: "0.05",
+    RETRY_MAX_SECONDS: "0.5",
+    CIRCUIT_OPEN_SECONDS: "0.5",
+    WORKER_GRACE_SECONDS: "5",
+    STORAGE_DIR: mkdtempSync(join(tmpdir(), "spm-store-")),
+    ...extra,
+  };
+}
+
+export function startWorker(databaseUrl: string, env: Record<string, string>): { worker: Worker; config: Config } {
+  const config = loadConfig(env);
+  const worker = createWorker(config, databaseUrl, createLogger("test-worker", config.LOG_LEVEL));
+  return { worker, config };
+}
+
+/** A worker as its own OS process (worker/main.ts), for kill and signal tests. */
+export function spawnWorker(databaseUrl: string, env: Record<string, string>): ChildProcess {
+  const root = resolve(import.meta.dirname, "../..");
+  return spawn(process.execPath, ["--import", "tsx", join(root, "worker/main.ts")], {
+    cwd: root,
+    env: { ...process.env, ...env, DATABASE_URL: databaseUrl },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+/** Wait until `check` returns true (polling), or throw after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs = 30_000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const SETTLED = ["approved", "rejected", "failed", "pending_approval"] as const;
+
+/** Wait until no package is queued or in progress. */
+export function waitSettled(db: Db, timeoutMs = 60_000): Promise<void> {
+  return waitFor(async () => (await db.package.count({ where: { status: { notIn: [...SETTLED] } } })) === 0, timeoutMs, "all packages settled");
+}
