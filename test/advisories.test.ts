@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isAffected, matchAdvisory, VersionCompareError } from "../src/advisories/match.ts";
 import { cvss3BaseScore, normaliseOsv, OsvParseError, parseRanges, type OsvRange } from "../src/advisories/osv.ts";
 import { readOsvDocuments, type OsvSourceRecord } from "../src/advisories/read-sources.ts";
-import { importAdvisories, sanitiseForPostgres } from "../src/advisories/store.ts";
-import type { Db } from "../src/db/client.ts";
+import { advisoriesFor, advisoryDataAge, importAdvisories, sanitiseForPostgres } from "../src/advisories/store.ts";
+import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { buildZip } from "./support/zip-writer.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -476,65 +476,44 @@ describe("readOsvDocuments", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// The import loop against an in-memory stand-in for the three Prisma delegates it uses (the
-// real-database tests live elsewhere).
-
-function fakeDb(options: { failWhen?: (id: string) => boolean } = {}) {
-  const advisories = new Map<string, Record<string, unknown>>();
-  const affected: Record<string, unknown>[] = [];
-  const imports: Record<string, unknown>[] = [];
-  const transactions: number[] = [];
-  type Op = () => void;
-  const db = {
-    advisory: {
-      deleteMany: ({ where }: { where: { id: { in: string[] } } }): Op => () => {
-        for (const id of where.id.in) advisories.delete(id);
-        for (let i = affected.length - 1; i >= 0; i--) if (where.id.in.includes(affected[i]!.advisoryId as string)) affected.splice(i, 1);
-      },
-      createMany: ({ data }: { data: Record<string, unknown>[] }): Op => () => {
-        for (const row of data) {
-          if (options.failWhen?.(row.id as string)) throw new Error(`cannot write ${String(row.id)}`);
-          advisories.set(row.id as string, row);
-        }
-      },
-    },
-    advisoryAffected: {
-      createMany: ({ data }: { data: Record<string, unknown>[] }): Op => () => {
-        affected.push(...data);
-      },
-    },
-    advisoryImport: {
-      create: async ({ data }: { data: Record<string, unknown> }) => {
-        imports.push(data);
-        return data;
-      },
-    },
-    $transaction: async (ops: Op[]) => {
-      const snapshot = { advisories: new Map(advisories), affected: [...affected] };
-      try {
-        for (const op of ops) op();
-        transactions.push(ops.length);
-      } catch (err) {
-        advisories.clear();
-        for (const [k, v] of snapshot.advisories) advisories.set(k, v);
-        affected.splice(0, affected.length, ...snapshot.affected);
-        throw err;
-      }
-    },
-  };
-  return { db: db as unknown as Db, advisories, affected, imports, transactions };
-}
+// The import loop against a real database (a fresh one cloned from the migrated template).
 
 async function* records(...rs: OsvSourceRecord[]): AsyncGenerator<OsvSourceRecord> {
   yield* rs;
 }
 
-describe("importAdvisories (in-memory)", () => {
+describe("importAdvisories (PostgreSQL)", () => {
+  let t: TestDatabase;
+  beforeAll(async () => {
+    t = await createTestDatabase();
+  });
+  afterAll(async () => t?.drop());
+
+  /** Make inserts of the given advisory ids fail inside PostgreSQL (a trigger), to test isolation. */
+  async function failInserts(ids: string[] | "all"): Promise<void> {
+    const list = ids === "all" ? null : ids;
+    await t.db.$executeRawUnsafe(`
+      CREATE OR REPLACE FUNCTION test_fail_advisory() RETURNS trigger AS $$
+      BEGIN
+        IF ${list === null ? "true" : `NEW.id = ANY(ARRAY[${list.map((i) => `'${i}'`).join(",")}])`} THEN
+          RAISE EXCEPTION 'cannot write %', NEW.id;
+        END IF;
+        RETURN NEW;
+      END $$ LANGUAGE plpgsql`);
+    await t.db.$executeRawUnsafe(`DROP TRIGGER IF EXISTS test_fail ON advisory`);
+    await t.db.$executeRawUnsafe(`CREATE TRIGGER test_fail BEFORE INSERT ON advisory FOR EACH ROW EXECUTE FUNCTION test_fail_advisory()`);
+  }
+  async function clear(): Promise<void> {
+    await t.db.$executeRawUnsafe(`DROP TRIGGER IF EXISTS test_fail ON advisory`);
+    await t.db.advisory.deleteMany();
+    await t.db.advisoryImport.deleteMany();
+  }
+
   it("counts imported, skipped and errors, in batches, and replaces by id", async () => {
-    const f = fakeDb();
+    await clear();
     const withdrawn = doc("GHSA-gone", [npm("left-pad", { versions: ["1.0.0"] })], { withdrawn: "2024-03-01T00:00:00Z" });
     const result = await importAdvisories(
-      f.db,
+      t.db,
       records(
         { source: "a.json", doc: ghsaLodash() },
         { source: "b.json", doc: malicious() },
@@ -551,29 +530,39 @@ describe("importAdvisories (in-memory)", () => {
     expect(result.skipped).toBe(1);
     expect(result.failed).toBe(2);
     expect(result.errors).toEqual(["d.json: invalid JSON: Unexpected end", expect.stringMatching(/^e\.json: .*not a valid OSV document/)]);
-    expect([...f.advisories.keys()].sort()).toEqual(["GHSA-gone", "GHSA-p6mc-m468-83gw", "MAL-2024-1234"]);
-    expect(f.advisories.get("GHSA-p6mc-m468-83gw")!.summary).toBe("updated");
-    expect(f.advisories.get("GHSA-gone")!.withdrawn).toEqual(new Date("2024-03-01T00:00:00Z"));
-    expect(f.affected.filter((a) => a.advisoryId === "GHSA-p6mc-m468-83gw")).toHaveLength(2); // replaced, not duplicated
-    expect(f.transactions.length).toBeGreaterThanOrEqual(2);
-    expect(f.imports).toEqual([{ source: "fixtures", count: 3, importedBy: "test" }]);
+    const stored = await t.db.advisory.findMany({ orderBy: { id: "asc" } });
+    expect(stored.map((a) => a.id)).toEqual(["GHSA-gone", "GHSA-p6mc-m468-83gw", "MAL-2024-1234"]);
+    expect(stored.find((a) => a.id === "GHSA-p6mc-m468-83gw")!.summary).toBe("updated");
+    expect(stored.find((a) => a.id === "GHSA-gone")!.withdrawn).toEqual(new Date("2024-03-01T00:00:00Z"));
+    expect(await t.db.advisoryAffected.count({ where: { advisoryId: "GHSA-p6mc-m468-83gw" } })).toBe(2); // replaced, not duplicated
+    const imports = await t.db.advisoryImport.findMany();
+    expect(imports.map((i) => ({ source: i.source, count: i.count, importedBy: i.importedBy }))).toEqual([
+      { source: "fixtures", count: 3, importedBy: "test" },
+    ]);
+    // what the scan step reads
+    const lodash = await advisoriesFor(t.db, "lodash");
+    expect(lodash.map((a) => a.id)).toEqual(["GHSA-p6mc-m468-83gw"]);
+    expect(matchAdvisory("lodash", "4.17.15", lodash[0]!)).toEqual({ affected: true, advisoryId: "GHSA-p6mc-m468-83gw" });
+    expect(matchAdvisory("lodash", "4.17.21", lodash[0]!)).toEqual({ affected: false });
+    expect(await advisoriesFor(t.db, "left-pad")).toEqual([]); // withdrawn
+    expect(await advisoryDataAge(t.db)).toBeInstanceOf(Date);
   });
 
   it("isolates an unwritable advisory and aborts when nothing can be written", async () => {
-    const f = fakeDb({ failWhen: (id) => id === "MAL-2024-1234" });
-    const result = await importAdvisories(
-      f.db,
-      records({ source: "a.json", doc: ghsaLodash() }, { source: "b.json", doc: malicious() }),
-      "test",
-    );
+    await clear();
+    await failInserts(["MAL-2024-1234"]);
+    const result = await importAdvisories(t.db, records({ source: "a.json", doc: ghsaLodash() }, { source: "b.json", doc: malicious() }), "test");
     expect(result.imported).toBe(1);
-    expect(result.errors).toEqual(["b.json: cannot store MAL-2024-1234: cannot write MAL-2024-1234"]);
+    expect(result.errors).toEqual([expect.stringMatching(/^b\.json: cannot store MAL-2024-1234: .*cannot write MAL-2024-1234/s)]);
 
-    const down = fakeDb({ failWhen: () => true });
+    await clear();
+    await failInserts("all");
     await expect(
-      importAdvisories(down.db, records({ source: "a.json", doc: ghsaLodash() }, { source: "b.json", doc: malicious() }), "test"),
+      importAdvisories(t.db, records({ source: "a.json", doc: ghsaLodash() }, { source: "b.json", doc: malicious() }), "test"),
     ).rejects.toThrow(/cannot write/);
-    expect(down.imports).toEqual([]);
+    expect(await t.db.advisoryImport.count()).toBe(0);
+    expect(await advisoryDataAge(t.db)).toBeNull();
+    await clear();
   });
 });
 

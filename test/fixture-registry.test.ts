@@ -6,7 +6,7 @@ import { startFixtureRegistry, type FixtureRegistry } from "./support/fixture-re
 
 const ABBREVIATED = "application/vnd.npm.install-v1+json";
 
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
 
 let reg: FixtureRegistry;
 

@@ -280,8 +280,8 @@ describe("scanTarball: install scripts", () => {
     expect(result.findings.find((x) => x.rule === "install_time_capability")!.message).toContain("native binary bin/setup");
   });
 
-  it("stays fast on pathological script text and code", async () => {
-    const started = Date.now();
+  // A catastrophic-backtracking regression would blow through the test timeout; no wall-clock assertion here.
+  it("finishes on pathological script text and code", async () => {
     const hostileScript = "|".repeat(200_000) + "x".repeat(200_000);
     const hostileCode = `${"A".repeat(1999)}!`.repeat(1000) + "\\x4".repeat(100_000) + "require('".repeat(50_000);
     const result = await scan(
@@ -289,7 +289,6 @@ describe("scanTarball: install scripts", () => {
       { maxUnpackedBytes: 50 * MiB, maxCompressionRatio: 1e9 },
     );
     expect(rules(result)).toEqual(["install_script"]);
-    expect(Date.now() - started).toBeLessThan(5000);
   });
 
   it("does not flag capabilities of files that do not run at install time", async () => {

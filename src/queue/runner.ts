@@ -172,13 +172,12 @@ export class QueueRunner<C extends StepContext = StepContext> {
   private idle(ms: number): Promise<void> {
     if (this.stopping || this.pendingWake) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done() {
+      const done = () => {
         clearTimeout(timer);
-        self.wakeUp = null;
+        this.wakeUp = null;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, ms);
       this.wakeUp = done;
     });
   }
