@@ -9,6 +9,7 @@ import type { Db } from "../src/db/client.ts";
 import { loggerOptions } from "../src/logger.ts";
 import authPlugin from "./plugins/auth.ts";
 import { registerErrorHandling } from "./plugins/errors.ts";
+import metricsPlugin from "./plugins/metrics.ts";
 import { registerOpenApi } from "./plugins/openapi.ts";
 import adminLicenceRoutes from "./routes/admin-licenses.ts";
 import approverRoutes from "./routes/approver.ts";
@@ -47,6 +48,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   });
   registerErrorHandling(app);
   await registerOpenApi(app);
+  await app.register(metricsPlugin, { db });
   await app.register(authPlugin, { secret: opts.jwtSecret, ttl: config.JWT_TTL });
   const deps: AppDeps = { config, db };
   await app.register(healthRoutes, deps);

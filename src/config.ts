@@ -6,7 +6,6 @@ import { z } from "zod";
 
 const seconds = (def: number) => z.coerce.number().nonnegative().default(def);
 const positiveInt = (def: number) => z.coerce.number().int().positive().default(def);
-const flag = (def: "on" | "off") => z.enum(["on", "off"]).default(def).transform((v) => v === "on");
 
 const schema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
@@ -46,7 +45,6 @@ const schema = z.object({
   MAX_UNPACKED_BYTES: positiveInt(512 * 1024 * 1024),
   MAX_COMPRESSION_RATIO: z.coerce.number().positive().default(100),
   ADVISORY_MAX_AGE_DAYS: z.coerce.number().positive().default(7),
-  SCANNER_TRIVY: flag("off"),
   LICENCE_UNKNOWN_VERDICT: z.enum(["allow", "review", "deny"]).default("review"),
   LICENCE_EXCEPTIONS: z.enum(["as-base", "review"]).default("as-base"),
   AUTO_APPROVE: z.enum(["clean", "never"]).default("clean"),

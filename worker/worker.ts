@@ -1,7 +1,7 @@
 /**
  * A worker process's parts: the queue runner over the pipeline's stages, the LISTEN connection, the
- * stuck-row rescuer (node-cron, one at a time across workers via an advisory lock), and the worker's
- * liveness row.
+ * stuck-row rescuer (node-cron, one at a time across workers via an advisory lock), the worker's
+ * liveness row, and its Prometheus metrics (its own registry: several workers may share a process).
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -9,6 +9,8 @@ import cron, { type ScheduledTask } from "node-cron";
 import type { Config } from "../src/config.ts";
 import { createDb, type Db } from "../src/db/client.ts";
 import type { Logger } from "../src/logger.ts";
+import { createMetricsRegistry, type Registry } from "../src/metrics/registry.ts";
+import { composeEvents, createWorkerMetrics, type WorkerMetrics } from "../src/metrics/worker.ts";
 import { pipelineStages, type WorkerContext } from "../src/pipeline/stages.ts";
 import { cachedLicencePolicy } from "../src/policy/licence-policy-store.ts";
 import { WorkListener } from "../src/queue/listener.ts";
@@ -24,15 +26,23 @@ export interface Worker {
   db: Db;
   runner: QueueRunner<WorkerContext>;
   registry: RegistryClient;
+  /** This worker's metrics; `metrics.registry` is what its `/metrics` serves. */
+  metrics: WorkerMetrics;
   start(): Promise<void>;
   stop(): Promise<void>;
   /** Run the rescuer once now (also scheduled by cron). */
   rescue(): Promise<number>;
 }
 
-export function createWorker(config: Config, databaseUrl: string, log: Logger, events?: RunnerEvents): Worker {
+export interface WorkerOptions {
+  /** The registry the worker's metrics go to (default: a fresh one with the default process metrics). */
+  metricsRegistry?: Registry;
+}
+
+export function createWorker(config: Config, databaseUrl: string, log: Logger, events?: RunnerEvents, opts: WorkerOptions = {}): Worker {
   const id = config.WORKER_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const wlog = log.child({ workerId: id });
+  const metrics = createWorkerMetrics(opts.metricsRegistry ?? createMetricsRegistry(), wlog);
   const db = createDb(databaseUrl, Math.max(4, Math.min(config.DB_POOL_SIZE, config.WORKER_CONCURRENCY + 2)));
   const breaker = new CircuitBreaker(config.CIRCUIT_FAILURE_THRESHOLD, config.CIRCUIT_OPEN_SECONDS);
   const registry = new RegistryClient({
@@ -57,8 +67,9 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     retryBaseSeconds: config.RETRY_BASE_SECONDS,
     retryMaxSeconds: config.RETRY_MAX_SECONDS,
     context: (_row, base) => ({ ...services, ...base }),
-    events,
+    events: composeEvents(metrics.events, events),
   });
+  metrics.bind({ inFlight: () => runner.inFlight, lastPoll: () => runner.lastPoll, circuitState: () => breaker.state });
   const listener = new WorkListener(databaseUrl, () => runner.wake(), wlog);
   let task: ScheduledTask | null = null;
   let liveness: NodeJS.Timeout | null = null;
@@ -79,6 +90,7 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
   const rescue = async (): Promise<number> => {
     try {
       const { reset } = await rescueStuck(db, { stuckAfterSeconds: stuckSeconds, maxAttempts: config.MAX_ATTEMPTS }, wlog);
+      metrics.rescued(reset);
       if (reset.length > 0) {
         wlog.warn({ count: reset.length }, "rescuer reset stuck packages");
         events?.applied?.([]);
@@ -96,6 +108,7 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     db,
     runner,
     registry,
+    metrics,
     rescue,
     async start() {
       await touch();
