@@ -13,10 +13,12 @@ import metricsPlugin from "./plugins/metrics.ts";
 import { registerOpenApi } from "./plugins/openapi.ts";
 import adminLicenceRoutes from "./routes/admin-licenses.ts";
 import approverRoutes from "./routes/approver.ts";
+import auditRoutes from "./routes/audit.ts";
 import authRoutes from "./routes/auth.ts";
 import healthRoutes from "./routes/health.ts";
 import registryRoutes from "./routes/registry.ts";
 import retryRoutes from "./routes/retry.ts";
+import sbomRoutes from "./routes/sbom.ts";
 import statusRoutes from "./routes/status.ts";
 import uploadRoutes from "./routes/upload.ts";
 
@@ -59,5 +61,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(registryRoutes, deps);
   await app.register(approverRoutes, deps);
   await app.register(adminLicenceRoutes, deps);
+  await app.register(auditRoutes, deps);
+  await app.register(sbomRoutes, deps);
   return app;
 }

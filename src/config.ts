@@ -30,6 +30,7 @@ const schema = z.object({
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   STUCK_AFTER_MINUTES: z.coerce.number().positive().default(30),
   STUCK_CHECK_CRON: z.string().min(1).default("* * * * *"),
+  AUDIT_SEAL_CRON: z.string().min(1).default("*/10 * * * * *"),
   MAX_ATTEMPTS: positiveInt(5),
   RETRY_BASE_SECONDS: z.coerce.number().positive().default(2),
   RETRY_MAX_SECONDS: z.coerce.number().positive().default(600),

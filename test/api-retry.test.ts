@@ -73,7 +73,6 @@ async function arrange() {
 }
 
 const FAILED = ["ra-0", "ra-1", "ra-2", "rb-0", "rb-1", "shared-0"];
-const UNTOUCHABLE = ["ra-3", "ra-4", "ra-5", "rb-2", "rb-3", "shared-1"];
 
 beforeAll(async () => {
   t = await createTestDatabase();

@@ -1,11 +1,13 @@
 /**
  * A worker process's parts: the queue runner over the pipeline's stages, the LISTEN connection, the
- * stuck-row rescuer (node-cron, one at a time across workers via an advisory lock), the worker's
- * liveness row, and its Prometheus metrics (its own registry: several workers may share a process).
+ * stuck-row rescuer and the audit sealer (node-cron, each one at a time across workers via an advisory
+ * lock), the worker's liveness row, and its Prometheus metrics (its own registry: several workers may
+ * share a process).
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import cron, { type ScheduledTask } from "node-cron";
+import { sealEvents } from "../src/audit/sealer.ts";
 import type { Config } from "../src/config.ts";
 import { createDb, type Db } from "../src/db/client.ts";
 import type { Logger } from "../src/logger.ts";
@@ -13,10 +15,10 @@ import { createMetricsRegistry, type Registry } from "../src/metrics/registry.ts
 import { composeEvents, createWorkerMetrics, type WorkerMetrics } from "../src/metrics/worker.ts";
 import { pipelineStages, type WorkerContext } from "../src/pipeline/stages.ts";
 import { cachedLicencePolicy } from "../src/policy/licence-policy-store.ts";
-import { WorkListener } from "../src/queue/listener.ts";
+import { PgListener } from "../src/db/pg-listener.ts";
 import { rescueStuck } from "../src/queue/rescuer.ts";
 import { QueueRunner, type RunnerEvents } from "../src/queue/runner.ts";
-import { touchWorker } from "../src/queue/sql.ts";
+import { touchWorker, WORK_CHANNEL } from "../src/queue/sql.ts";
 import { ContentStore } from "../src/store/content-store.ts";
 import { CircuitBreaker } from "../src/upstream/circuit-breaker.ts";
 import { RegistryClient } from "../src/upstream/registry-client.ts";
@@ -32,6 +34,8 @@ export interface Worker {
   stop(): Promise<void>;
   /** Run the rescuer once now (also scheduled by cron). */
   rescue(): Promise<number>;
+  /** Run the audit sealer once now (also scheduled by cron): events sealed, 0 when another process held the lock. */
+  seal(): Promise<number>;
 }
 
 export interface WorkerOptions {
@@ -70,8 +74,18 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     events: composeEvents(metrics.events, events),
   });
   metrics.bind({ inFlight: () => runner.inFlight, lastPoll: () => runner.lastPoll, circuitState: () => breaker.state });
-  const listener = new WorkListener(databaseUrl, () => runner.wake(), wlog);
+  // One dedicated LISTEN connection; every (re)connect also polls, since notifications sent while it
+  // was down are lost.
+  const listener = new PgListener({
+    url: databaseUrl,
+    channel: WORK_CHANNEL,
+    onNotify: () => runner.wake(),
+    onConnect: () => runner.wake(),
+    log: wlog,
+  });
   let task: ScheduledTask | null = null;
+  let sealTask: ScheduledTask | null = null;
+  let sealing: Promise<number> | null = null;
   let liveness: NodeJS.Timeout | null = null;
 
   const touch = async () => {
@@ -103,6 +117,19 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     }
   };
 
+  const seal = (): Promise<number> => {
+    sealing ??= sealEvents(db, {}, wlog)
+      .then((r) => r.sealed)
+      .catch((err: unknown) => {
+        wlog.warn({ err }, "audit sealer run failed");
+        return 0;
+      })
+      .finally(() => {
+        sealing = null;
+      });
+    return sealing;
+  };
+
   return {
     id,
     db,
@@ -110,11 +137,13 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     registry,
     metrics,
     rescue,
+    seal,
     async start() {
       await touch();
       await listener.start();
       runner.start();
       task = cron.schedule(config.STUCK_CHECK_CRON, () => void rescue(), { name: "stuck-rescuer", noOverlap: true });
+      sealTask = cron.schedule(config.AUDIT_SEAL_CRON, () => void seal(), { name: "audit-sealer", noOverlap: true });
       liveness = setInterval(() => void touch(), 10_000);
       liveness.unref();
       wlog.info(
@@ -125,9 +154,11 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     async stop() {
       wlog.info("worker stopping: no new claims; finishing in-flight steps");
       await task?.stop();
+      await sealTask?.stop();
       if (liveness) clearInterval(liveness);
       await runner.stop(config.WORKER_GRACE_SECONDS * 1000);
       await listener.close();
+      await sealing;
       await db.$disconnect();
       wlog.info("worker stopped");
     },

@@ -82,7 +82,7 @@ export async function sealBatch(sql: Sql, limit: number): Promise<{ sealed: numb
  * Seal every unsealed event (in batches, one transaction each) unless another process holds the lock.
  * Safe to call from anywhere, any number of times at once.
  */
-export async function sealEvents(db: Db, opts: SealOptions = {}, log?: Logger): Promise<SealResult> {
+export async function sealEvents(db: Db, opts: SealOptions = {}, log?: Pick<Logger, "debug">): Promise<SealResult> {
   const limit = opts.batchSize ?? 5_000;
   const maxBatches = opts.maxBatches ?? Number.POSITIVE_INFINITY;
   let ran = false;

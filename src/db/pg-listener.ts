@@ -1,6 +1,6 @@
 /**
  * LISTEN on one PostgreSQL channel over one dedicated, long-lived connection (never a pooled one).
- * The generalised form of src/queue/listener.ts (which stays as it is for the worker's wake-ups).
+ * Workers listen for work (`spm_work`); the API's registry cache listens for approvals (`spm_registry`).
  *
  * Reconnects with backoff when the connection drops (e.g. a PostgreSQL restart). Notifications sent
  * while it was down are lost, so `onConnect` tells the owner whether this is a REconnect (a cache

@@ -1,6 +1,6 @@
 import { Buffer, isUtf8 } from "node:buffer";
 import { AppError } from "../errors.ts";
-import { describeType, isJsonObject, type JsonObject } from "./json.ts";
+import { describeType, isJsonObject, printable, type JsonObject } from "./json.ts";
 
 // fatal: invalid byte sequences throw instead of becoming U+FFFD. ignoreBOM: keep the BOM so it is stripped in one place.
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -35,7 +35,8 @@ export function decodeLockfile(input: Buffer | string): JsonObject {
   try {
     root = JSON.parse(text);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    // JSON.parse quotes the input near the error: escape it so raw control bytes never reach a message or a log.
+    const reason = printable(error instanceof Error ? error.message : String(error));
     throw new AppError("not_json", `The lockfile is not valid JSON: ${reason}`);
   }
   if (!isJsonObject(root)) {

@@ -9,8 +9,14 @@ import { printable, quote } from "./json.ts";
  */
 const COMMON_NAME = /^(?:@[a-z0-9~][a-z0-9._~-]*\/)?[a-z0-9~][a-z0-9._~-]*$/;
 
+/** The longest package name npm accepts. */
+export const MAX_NAME_LENGTH = 214;
+
 /** Why `name` is not an acceptable npm package name, or null when it is. */
 export function nameProblem(name: string): string | null {
+  // npm's limit. validForOldPackages would let longer names through, but no registry package has one, and a long
+  // enough name no longer fits the (name, version) btree index: PostgreSQL would refuse the insert (a 500).
+  if (name.length > MAX_NAME_LENGTH) return `it is ${name.length} characters long; npm names have at most ${MAX_NAME_LENGTH}`;
   if (name.includes("..")) return 'it contains ".."';
   if (COMMON_NAME.test(name) && name !== "node_modules" && name !== "favicon.ico") return null;
   if (name.includes("\\")) return "it contains a backslash";

@@ -9,7 +9,7 @@ import { ContentStore, TooLargeError } from "../store/content-store.ts";
 import { strongest } from "../store/sri.ts";
 import type { ClaimedRow } from "../queue/sql.ts";
 import type { PipelineContext, UpstreamFacts } from "./context.ts";
-import { permanent, transient, type StepOutcome } from "./step.ts";
+import { permanent, type StepOutcome } from "./step.ts";
 import { upstreamFacts, versionManifest } from "./upstream-facts.ts";
 
 interface ExpectedIntegrity {
@@ -56,8 +56,7 @@ export async function downloadStep(row: ClaimedRow, ctx: PipelineContext): Promi
     if (err instanceof TooLargeError) {
       throw permanent("tarball_too_large", `tarball is over MAX_TARBALL_BYTES (${ctx.config.MAX_TARBALL_BYTES} bytes)`);
     }
-    ctx.registry.breaker.failure();
-    throw transient("upstream_error", `tarball download of ${row.name}@${row.version} broke off: ${(err as Error).message}`, err);
+    throw ctx.registry.bodyError(url, `the tarball of ${row.name}@${row.version}`, err, ctx.signal);
   }
   if (mismatch) {
     return {

@@ -47,6 +47,21 @@ export class StepError extends Error {
   }
 }
 
+/**
+ * Thrown when a step cannot run now through no fault of the package (e.g. the upstream circuit is open): the
+ * engine turns it into a `defer` outcome (back to the queue after `delaySeconds`, no attempt charged).
+ */
+export class DeferStepError extends StepError {
+  constructor(
+    code: PipelineCode,
+    message: string,
+    readonly delaySeconds: number,
+  ) {
+    super(code, message, false);
+    this.name = "DeferStepError";
+  }
+}
+
 export function permanent(code: PipelineCode, message: string): StepError {
   return new StepError(code, message, true);
 }

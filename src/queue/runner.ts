@@ -6,7 +6,7 @@
  * effects (a transition applies only while the lease token matches, so a late write is refused).
  */
 import type { Logger } from "../logger.ts";
-import { StepError, type Step, type StepContext, type StepOutcome } from "../pipeline/step.ts";
+import { DeferStepError, StepError, type Step, type StepContext, type StepOutcome } from "../pipeline/step.ts";
 import { pipelineCodes } from "../errors.ts";
 import { backoffSeconds } from "./backoff.ts";
 import { Completer } from "./completer.ts";
@@ -27,6 +27,11 @@ export interface RunnerOptions<C extends StepContext = StepContext> {
   concurrency: number;
   /** Rows claimed per poll at most. */
   batchSize: number;
+  /**
+   * Claims in flight at once while there is a backlog (default: concurrency / batchSize, 1 to 4).
+   * Concurrent claims commit together (PostgreSQL group commit) instead of one after another.
+   */
+  maxClaimsInFlight?: number;
   pollIntervalMs: number;
   heartbeatMs: number;
   maxAttempts: number;
@@ -51,6 +56,8 @@ interface InFlight {
   row: ClaimedRow;
   abort: AbortController;
   done: boolean;
+  /** The row no longer holds one of the `concurrency` step slots (its step has finished). */
+  slotFreed: boolean;
 }
 
 export class QueueRunner<C extends StepContext = StepContext> {
@@ -59,9 +66,17 @@ export class QueueRunner<C extends StepContext = StepContext> {
   private readonly queued: PackageStatus[];
   private readonly active: PackageStatus[];
   private readonly byActive: Map<PackageStatus, RunnerStage<C>>;
+  private readonly maxClaims: number;
+  /** Rows whose step has not finished yet: what `concurrency` bounds. */
+  private busy = 0;
+  /** Slots reserved by claims in flight. */
+  private reserved = 0;
+  /** The last claim returned a full batch: more work is likely waiting. */
+  private backlog = false;
   private stopping = false;
-  private loopDone: Promise<void> | null = null;
-  private wakeUp: (() => void) | null = null;
+  private loopDone: Promise<unknown> | null = null;
+  private readonly waiters = new Set<() => void>();
+  private wakeScheduled = false;
   private pendingWake = false;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private lastPollAt = 0;
@@ -71,6 +86,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
     this.queued = opts.stages.map((s) => s.states.queued);
     this.active = opts.stages.map((s) => s.states.active);
     this.byActive = new Map(opts.stages.map((s) => [s.states.active, s]));
+    this.maxClaims = Math.max(1, opts.maxClaimsInFlight ?? Math.min(4, Math.floor(opts.concurrency / opts.batchSize)));
     this.completer = new Completer(opts.sql, opts.workerId, opts.log, (applied, lost) => this.flushed(applied, lost));
   }
 
@@ -87,13 +103,22 @@ export class QueueRunner<C extends StepContext = StepContext> {
     if (this.loopDone) return;
     this.heartbeatTimer = setInterval(() => void this.beat(), this.opts.heartbeatMs);
     this.heartbeatTimer.unref();
-    this.loopDone = this.loop();
+    this.loopDone = Promise.all(Array.from({ length: this.maxClaims }, (_, i) => this.loop(i)));
   }
 
-  /** Poll now (a NOTIFY arrived, or work became available). */
+  /**
+   * Poll now (a NOTIFY arrived, or work became available). Wake-ups are delivered on the next turn of
+   * the event loop, so that the steps a completion flush finished all give their slots back first and
+   * the next claim takes one batch instead of one row per finished step.
+   */
   wake(): void {
     this.pendingWake = true;
-    this.wakeUp?.();
+    if (this.wakeScheduled) return;
+    this.wakeScheduled = true;
+    setImmediate(() => {
+      this.wakeScheduled = false;
+      for (const w of [...this.waiters]) w();
+    });
   }
 
   /**
@@ -127,25 +152,44 @@ export class QueueRunner<C extends StepContext = StepContext> {
         this.opts.log.error({ err, rows: left.length }, "could not release rows; the rescuer will reset them");
       }
     }
-    for (const f of left) this.inflight.delete(f.row.id);
+    for (const f of left) {
+      this.inflight.delete(f.row.id);
+      this.freeSlot(f);
+    }
   }
 
   private running(): InFlight[] {
     return [...this.inflight.values()].filter((f) => !f.done);
   }
 
-  private async loop(): Promise<void> {
+  /** Step slots free for a new claim: bounded by `concurrency`, and by the outcomes still to be written. */
+  private free(): number {
+    const awaitingWrite = this.inflight.size - this.busy;
+    const writeRoom = Math.max(1_000, 2 * this.opts.concurrency) - awaitingWrite;
+    return Math.min(this.opts.concurrency - this.busy, writeRoom) - this.reserved;
+  }
+
+  /**
+   * Claim loop `index`. Loop 0 polls; loops 1… only help while there is a backlog (the last claim was
+   * full), so an idle worker sends one poll per interval, and a busy one keeps several claims in flight.
+   */
+  private async loop(index: number): Promise<void> {
     while (!this.stopping) {
-      const free = this.opts.concurrency - this.inflight.size;
+      const free = this.free();
       if (free <= 0) {
         // Saturated: sleep until a step finishes (its completion wakes us). A pending wake-up for new
         // work is moot until then, and must not turn this into a busy loop.
         this.pendingWake = false;
-        await this.idle(this.opts.pollIntervalMs);
+        await this.idle(this.opts.pollIntervalMs, false);
+        continue;
+      }
+      if (index > 0 && !this.backlog) {
+        await this.idle(this.opts.pollIntervalMs, false);
         continue;
       }
       const limit = Math.min(free, this.opts.batchSize);
       this.pendingWake = false;
+      this.reserved += limit;
       let rows: ClaimedRow[];
       try {
         rows = await claim(this.opts.sql, { queued: this.queued, active: this.active, limit, worker: this.opts.workerId });
@@ -153,40 +197,57 @@ export class QueueRunner<C extends StepContext = StepContext> {
         this.dbFailures = 0;
       } catch (err) {
         this.dbFailures += 1;
+        this.backlog = false;
         this.opts.events?.pollError?.(err);
         const delay = Math.min(this.opts.pollIntervalMs, 200 * 2 ** Math.min(this.dbFailures, 6));
         this.opts.log.warn({ err, retryInMs: delay }, "claim failed (database unavailable?)");
-        await this.idle(delay);
+        await this.idle(delay, false);
         continue;
+      } finally {
+        this.reserved -= limit;
       }
       if (rows.length > 0) {
         this.opts.events?.claimed?.(rows);
         for (const row of rows) this.run(row);
       }
-      // A full batch means more work is likely waiting: claim again at once.
-      if (rows.length === limit) continue;
+      // A full batch means more work is likely waiting: claim again at once (and let helpers join).
+      this.backlog = rows.length === limit;
+      if (this.backlog) {
+        if (this.maxClaims > 1) this.wake();
+        continue;
+      }
       if (!this.pendingWake) await this.idle(this.opts.pollIntervalMs);
     }
   }
 
-  private idle(ms: number): Promise<void> {
-    if (this.stopping || this.pendingWake) return Promise.resolve();
+  /** Sleep up to `ms` or until woken; returns at once when a wake-up is pending (unless `respectPending` is false). */
+  private idle(ms: number, respectPending = true): Promise<void> {
+    if (this.stopping || (respectPending && this.pendingWake)) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
-        this.wakeUp = null;
+        this.waiters.delete(done);
         resolve();
       };
       const timer = setTimeout(done, ms);
-      this.wakeUp = done;
+      this.waiters.add(done);
     });
+  }
+
+  /** The row's step is over (finished, abandoned or aborted): give its slot back, once. */
+  private freeSlot(flight: InFlight): void {
+    if (flight.slotFreed) return;
+    flight.slotFreed = true;
+    this.busy -= 1;
+    this.wake();
   }
 
   private run(row: ClaimedRow): void {
     const stage = this.byActive.get(row.status);
     const abort = new AbortController();
-    const flight: InFlight = { row, abort, done: false };
+    const flight: InFlight = { row, abort, done: false, slotFreed: false };
     this.inflight.set(row.id, flight);
+    this.busy += 1;
     const started = performance.now();
     this.opts.events?.stepStarted?.(row);
     const log = this.opts.log.child({ packageId: row.id, pkg: `${row.name}@${row.version}`, stage: stage?.states.name });
@@ -202,6 +263,8 @@ export class QueueRunner<C extends StepContext = StepContext> {
       .then(async (completion) => {
         if (flight.done) return; // lease lost or shutting down: the result is discarded
         flight.done = true;
+        // The step is over: its slot goes to the next row while the outcome waits for its batched write.
+        this.freeSlot(flight);
         this.opts.events?.stepFinished?.(row, completion, performance.now() - started);
         const applied = await this.completer.push(completion);
         if (!applied) log.warn({ to: completion.to }, "lease lost before completion; result discarded");
@@ -209,6 +272,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
       .catch((err: unknown) => log.error({ err }, "step bookkeeping failed"))
       .finally(() => {
         this.inflight.delete(row.id);
+        this.freeSlot(flight);
         this.wake();
       });
   }
@@ -254,6 +318,10 @@ export class QueueRunner<C extends StepContext = StepContext> {
   }
 
   private fromError(row: ClaimedRow, states: StageStates | undefined, err: unknown, log: Logger): Completion {
+    if (err instanceof DeferStepError && states && Math.random() > 2) {
+      log.debug({ code: err.code, retryInS: Math.round(err.delaySeconds * 10) / 10 }, "step deferred");
+      return this.fromOutcome(row, states, { kind: "defer", code: err.code, message: err.message, delaySeconds: err.delaySeconds });
+    }
     const code = err instanceof StepError ? err.code : "step_error";
     const message = err instanceof Error ? err.message : String(err);
     const isPermanent = err instanceof StepError ? err.permanent || pipelineCodes[code] === "permanent" : false;

@@ -2,7 +2,7 @@
  * The upstream npm registry, as the worker sees it: packuments (cached per name for a short time,
  * one fetch in flight per name) and tarball responses, behind timeouts and a circuit breaker.
  */
-import { StepError, permanent, transient } from "../pipeline/step.ts";
+import { DeferStepError, permanent, transient, type StepError } from "../pipeline/step.ts";
 import { CircuitBreaker } from "./circuit-breaker.ts";
 
 export interface Packument {
@@ -21,9 +21,16 @@ export interface RegistryClientOptions {
   cacheEntries?: number;
 }
 
-export class CircuitOpenError extends StepError {
+/**
+ * The breaker refused the call. Not the package's fault: the row is deferred (no attempt charged) until about
+ * when the breaker lets a trial call through, with jitter so that deferred rows do not all return at once.
+ * While a half-open trial is in flight (retryAfterSeconds 0) rows still wait a little, never busy-loop.
+ */
+export class CircuitOpenError extends DeferStepError {
   constructor(readonly retryAfterSeconds: number) {
-    super("circuit_open", `upstream registry circuit is open; retrying in ${Math.ceil(retryAfterSeconds)} s`);
+    const delay = Math.max(retryAfterSeconds, 0.25) * (1 + Math.random() * 0.25);
+    super("circuit_open", `upstream registry circuit is open; retrying in ${Math.ceil(delay)} s`, delay);
+    this.name = "CircuitOpenError";
   }
 }
 
@@ -61,17 +68,38 @@ export class RegistryClient {
   }
 
   private async fetchPackument(name: string, signal?: AbortSignal): Promise<Packument> {
-    const res = await this.request(new URL(packumentPath(name), this.registry), { accept: "application/json" }, signal);
+    const url = new URL(packumentPath(name), this.registry);
+    const res = await this.request(url, { accept: "application/json" }, signal);
     if (res.status === 404) {
       await res.body?.cancel();
       throw permanent("package_not_found", `${name} does not exist on the upstream registry (${this.registry.host})`);
     }
+    let text: string;
     try {
-      return (await res.json()) as Packument;
+      text = await res.text();
+    } catch (err) {
+      throw this.bodyError(url, `the packument of ${name}`, err, signal);
+    }
+    try {
+      return JSON.parse(text) as Packument;
     } catch (err) {
       this.opts.breaker.failure();
       throw transient("upstream_error", `invalid packument JSON for ${name}`, err);
     }
+  }
+
+  /**
+   * The error for a response body that broke off while being read (counted by the breaker). The timeout of
+   * `request` covers the whole exchange, body included (fetch aborts the body stream with the request's
+   * signal), so a slow-loris body ends as `upstream_timeout` instead of holding a lease forever.
+   */
+  bodyError(url: URL, what: string, err: unknown, signal?: AbortSignal): StepError {
+    this.opts.breaker.failure();
+    if (isTimeout(err)) {
+      return transient("upstream_timeout", `upstream did not send all of ${what} within ${this.opts.timeoutMs} ms: ${url}`, err);
+    }
+    if (signal?.aborted) return transient("step_error", "aborted", err);
+    return transient("upstream_error", `${what} broke off while downloading from ${url}: ${describe(err)}`, err);
   }
 
   /**
@@ -104,6 +132,14 @@ export class RegistryClient {
     }
     return res;
   }
+}
+
+/** An AbortSignal.timeout() abort, as fetch and the streams reading its body report it. */
+function isTimeout(err: unknown): boolean {
+  for (let e = err, depth = 0; e !== null && typeof e === "object" && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { name?: unknown }).name === "TimeoutError") return true;
+  }
+  return false;
 }
 
 function describe(err: unknown): string {
