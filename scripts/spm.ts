@@ -587,9 +587,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.filename === realpathSync(process.argv[1]);
-if (invokedDirectly) {
-  main(process.argv.slice(2)).then(
+/** Run the CLI with these arguments (also the entry point of bin/spm.mjs). */
+export function run(argv: string[]): void {
+  main(argv).then(
     (code) => {
       process.exitCode = code;
     },
@@ -605,3 +605,6 @@ if (invokedDirectly) {
     },
   );
 }
+
+const invokedDirectly = process.argv[1] !== undefined && import.meta.filename === realpathSync(process.argv[1]);
+if (invokedDirectly) run(process.argv.slice(2));

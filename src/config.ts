@@ -21,6 +21,7 @@ const schema = z.object({
   JWT_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   JWT_TTL: z.string().regex(/^\d+[smhd]$/, "a number followed by s, m, h or d, e.g. 12h").default("12h"),
   MAX_UPLOAD_BYTES: positiveInt(32 * 1024 * 1024),
+  LOGIN_RATE_LIMIT: positiveInt(10),
 
   WORKER_ID: z.string().min(1).optional(),
   WORKER_SLEEP_INTERVAL: seconds(10),

@@ -324,3 +324,19 @@ describe("users", () => {
     expect((unknown as AppError).message).toBe((wrong as AppError).message);
   });
 });
+
+describe("login rate limit", () => {
+  it("answers 429 rate_limited after LOGIN_RATE_LIMIT attempts per minute for one username", async () => {
+    const limited = await buildTestApp(t.db, { LOGIN_RATE_LIMIT: "3" });
+    const attempt = () =>
+      limited.app.inject({ method: "POST", url: "/api/auth/login", payload: { username: "user1", password: "wrong-password" } });
+    for (let i = 0; i < 3; i++) expect((await attempt()).statusCode).toBe(401);
+    const res = await attempt();
+    expect(res.statusCode).toBe(429);
+    expect(res.json().error.code).toBe("rate_limited");
+    // another username from the same address is not affected
+    const other = await limited.app.inject({ method: "POST", url: "/api/auth/login", payload: { username: "admin1", password: "admin-password" } });
+    expect(other.statusCode).toBe(200);
+    await limited.app.close();
+  });
+});

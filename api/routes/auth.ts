@@ -1,13 +1,27 @@
+import rateLimit from "@fastify/rate-limit";
 import type { FastifyInstance } from "fastify";
+import { AppError } from "../../src/errors.ts";
 import { authenticate } from "../../src/auth/users.ts";
 import { durationSeconds } from "../../src/config.ts";
 import type { AppDeps } from "../app.ts";
 import { errorResponses } from "../schemas.ts";
 
 export default async function authRoutes(app: FastifyInstance, { db, config }: AppDeps) {
+  // Brute-force brake: LOGIN_RATE_LIMIT attempts per minute per client address and username.
+  await app.register(rateLimit, { global: false });
   app.post<{ Body: { username: string; password: string } }>(
     "/api/auth/login",
     {
+      config: {
+        rateLimit: {
+          max: config.LOGIN_RATE_LIMIT,
+          timeWindow: "1 minute",
+          hook: "preHandler",
+          keyGenerator: (request) => `${request.ip}|${(request.body as { username?: string } | undefined)?.username ?? ""}`,
+          errorResponseBuilder: (_request, context) =>
+            new AppError("rate_limited", `too many login attempts; try again in ${Math.ceil(context.ttl / 1000)} s`),
+        },
+      },
       schema: {
         tags: ["auth"],
         summary: "Exchange a username and password for a Bearer token",
@@ -23,7 +37,7 @@ export default async function authRoutes(app: FastifyInstance, { db, config }: A
             required: ["token", "expires_in", "role"],
             properties: { token: { type: "string" }, expires_in: { type: "integer" }, role: { type: "string" } },
           },
-          ...errorResponses(400, 401),
+          ...errorResponses(400, 401, 429),
         },
       },
     },

@@ -44,9 +44,10 @@ export async function trySealerLock(sql: Sql): Promise<boolean> {
  * sealed and the new head.
  */
 export async function sealBatch(sql: Sql, limit: number): Promise<{ sealed: number; head: { sealSeq: string; hash: string } | null }> {
+  // Qualified `e.seal_seq` in ORDER BY: a bare `seal_seq` would sort by the text output column.
   const [last] = await sql.$queryRaw<{ seal_seq: string; hash: string | null; id: string }[]>`
-    SELECT seal_seq::text AS seal_seq, hash, id::text AS id FROM package_event
-    WHERE seal_seq IS NOT NULL ORDER BY seal_seq DESC LIMIT 1`;
+    SELECT e.seal_seq::text AS seal_seq, e.hash, e.id::text AS id FROM package_event e
+    WHERE e.seal_seq IS NOT NULL ORDER BY e.seal_seq DESC LIMIT 1`;
   if (last && (last.hash === null || !/^[0-9a-f]{64}$/.test(last.hash))) {
     // Someone altered the head; chaining onto it would hide that. `npm run audit:verify` reports it.
     throw new Error(`audit chain head (seal_seq ${last.seal_seq}, event ${last.id}) has no valid hash: not sealing; run npm run audit:verify`);

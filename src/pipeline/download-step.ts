@@ -5,7 +5,7 @@
  */
 import { Readable } from "node:stream";
 import ssri from "ssri";
-import { ContentStore, TooLargeError } from "../store/content-store.ts";
+import { ContentStore, TooLargeError, type StoredBlob } from "../store/content-store.ts";
 import { strongest } from "../store/sri.ts";
 import type { ClaimedRow } from "../queue/sql.ts";
 import type { PipelineContext, UpstreamFacts } from "./context.ts";
@@ -26,12 +26,9 @@ export async function downloadStep(row: ClaimedRow, ctx: PipelineContext): Promi
   // Already stored (another request, or a retry)? Verify by key and skip the fetch.
   const knownKey = expected.map((e) => ContentStore.keyOf(e.integrity)).find((k) => k !== null) ?? null;
   if (knownKey) {
-    const size = await ctx.store.size(knownKey);
-    if (size !== null) {
-      const integrity = `sha512-${Buffer.from(knownKey, "hex").toString("base64")}`;
-      const mismatch = firstMismatch(expected, integrity, null);
-      if (!mismatch) return advance({ key: knownKey, size, integrity, sha1: null }, expected, facts, true);
-    }
+    // Re-hash the stored bytes: verifies the store entry and yields the sha1 for dist.shasum.
+    const stored = await ctx.store.rehash(knownKey);
+    if (stored && !firstMismatch(expected, stored.integrity, stored.sha1)) return advance(stored, expected, facts, true);
   }
   const url = tarballUrl(row, ctx, facts);
   const res = await ctx.registry.request(url, { accept: "application/octet-stream" }, ctx.signal);
@@ -70,7 +67,7 @@ export async function downloadStep(row: ClaimedRow, ctx: PipelineContext): Promi
 }
 
 function advance(
-  blob: { key: string; size: number; integrity: string; sha1: string | null },
+  blob: StoredBlob,
   expected: ExpectedIntegrity[],
   facts: UpstreamFacts,
   reused: boolean,
@@ -85,7 +82,7 @@ function advance(
         storageKey: blob.key,
         size: blob.size,
         integrity: blob.integrity,
-        shasum: blob.sha1 ?? facts.shasum,
+        shasum: blob.sha1,
         verifiedAgainst: expected.map((e) => e.source),
         weakIntegrity: weak,
         reused,
@@ -96,14 +93,11 @@ function advance(
 }
 
 /** The first expected integrity that the computed digests contradict, described; null when all agree. */
-function firstMismatch(expected: ExpectedIntegrity[], sha512: string, sha1Hex: string | null): string | null {
-  const computed = ssri.parse(sha1Hex ? `${sha512} sha1-${Buffer.from(sha1Hex, "hex").toString("base64")}` : sha512, { single: false });
+function firstMismatch(expected: ExpectedIntegrity[], sha512: string, sha1Hex: string): string | null {
+  const computed = ssri.parse(`${sha512} sha1-${Buffer.from(sha1Hex, "hex").toString("base64")}`, { single: false });
   for (const e of expected) {
-    const want = ssri.parse(e.integrity, { single: false });
-    if (!computed.match(want)) {
-      // No common algorithm (e.g. only sha1 expected but reused without sha1) counts as a mismatch: fail closed.
-      return `${e.source} integrity ${e.integrity.slice(0, 40)}…`;
-    }
+    // match() compares the strongest algorithm both sides have; no common algorithm counts as a mismatch.
+    if (!computed.match(ssri.parse(e.integrity, { single: false }))) return `${e.source} integrity ${e.integrity.slice(0, 40)}…`;
   }
   return null;
 }

@@ -318,7 +318,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
   }
 
   private fromError(row: ClaimedRow, states: StageStates | undefined, err: unknown, log: Logger): Completion {
-    if (err instanceof DeferStepError && states && Math.random() > 2) {
+    if (err instanceof DeferStepError && states) {
       log.debug({ code: err.code, retryInS: Math.round(err.delaySeconds * 10) / 10 }, "step deferred");
       return this.fromOutcome(row, states, { kind: "defer", code: err.code, message: err.message, delaySeconds: err.delaySeconds });
     }

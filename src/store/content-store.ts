@@ -49,6 +49,30 @@ export class ContentStore {
     }
   }
 
+  /**
+   * Re-hash a stored blob (streaming): its digests, or null when it is missing or its bytes no longer
+   * match its key (a corrupted store entry is removed so it gets downloaded again).
+   */
+  async rehash(key: string): Promise<StoredBlob | null> {
+    const path = this.path(key);
+    let computed: ssri.Integrity;
+    let size = 0;
+    try {
+      const stream = createReadStream(path);
+      stream.on("data", (chunk) => (size += chunk.length));
+      computed = await ssri.fromStream(stream, { algorithms: ["sha512", "sha1"] });
+    } catch {
+      return null;
+    }
+    const sha512 = hashOf(computed, "sha512");
+    const sha1 = hashOf(computed, "sha1");
+    if (!sha512 || !sha1 || Buffer.from(sha512.digest, "base64").toString("hex") !== key) {
+      await rm(path, { force: true });
+      return null;
+    }
+    return { key, size, integrity: sha512.toString(), sha1: Buffer.from(sha1.digest, "base64").toString("hex") };
+  }
+
   read(key: string): Readable {
     return createReadStream(this.path(key));
   }
