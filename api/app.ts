@@ -33,6 +33,18 @@ export interface BuildOptions extends AppDeps {
   logger?: false;
 }
 
+export interface RouteEntry {
+  method: string;
+  url: string;
+  schema?: { summary?: string; response?: Record<string, unknown>; hide?: boolean };
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    routeTable: RouteEntry[];
+  }
+}
+
 export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const { config, db } = opts;
   const app = Fastify({
@@ -49,6 +61,12 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     reply.header("x-request-id", request.id);
   });
   registerErrorHandling(app);
+  // Every route the app registers, for the test that checks each one is documented.
+  const routeTable: RouteEntry[] = [];
+  app.addHook("onRoute", (r) => {
+    for (const method of [r.method].flat()) routeTable.push({ method, url: r.url, schema: r.schema as RouteEntry["schema"] });
+  });
+  app.decorate("routeTable", routeTable);
   await registerOpenApi(app);
   await app.register(metricsPlugin, { db });
   await app.register(authPlugin, { secret: opts.jwtSecret, ttl: config.JWT_TTL });

@@ -171,6 +171,23 @@ describe("audit hash chain", () => {
     expect((await verifyChain(t.db)).ok).toBe(true);
   });
 
+  it("refuses to chain onto a head whose hash was removed", async () => {
+    await sealEvents(t.db);
+    const [head] = await t.db.$queryRaw<{ id: string; hash: string }[]>`
+      SELECT e.id::text AS id, e.hash FROM package_event e WHERE e.seal_seq IS NOT NULL ORDER BY e.seal_seq DESC LIMIT 1`;
+    await t.db.$executeRaw`UPDATE package_event SET hash = NULL WHERE id = ${head!.id}::bigint`;
+    const requestId = await newRequest();
+    await enqueuePackages(t.db, { requestId, actor: "blocked", rows: [row("blocked-a")] });
+    try {
+      await expect(sealEvents(t.db)).rejects.toThrow(/has no valid hash: not sealing/);
+      expect((await verifyChain(t.db)).broken).toMatchObject({ problem: "hash_mismatch", event_id: head!.id, stored_hash: null });
+    } finally {
+      await t.db.$executeRaw`UPDATE package_event SET hash = ${head!.hash} WHERE id = ${head!.id}::bigint`;
+    }
+    expect((await sealEvents(t.db)).sealed).toBe(1);
+    expect((await verifyChain(t.db)).ok).toBe(true);
+  });
+
   it("seals an event committed late (lower id, committed after higher ids were sealed) in a later batch", async () => {
     await sealEvents(t.db);
     const pkg = await t.db.package.findFirstOrThrow({ orderBy: { id: "asc" } });

@@ -39,7 +39,11 @@ export default fp(
       "/metrics",
       {
         logLevel: "warn",
-        schema: { tags: ["health"], summary: "Prometheus metrics, text format (no auth: keep it internal)" },
+        schema: {
+          tags: ["health"],
+          summary: "Prometheus metrics, text format (no auth: keep it internal)",
+          response: { 200: { description: "Prometheus text exposition format", type: "string" } },
+        },
       },
       async (_request, reply) => {
         const body = await registry.metrics();

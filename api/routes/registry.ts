@@ -163,16 +163,33 @@ async function npmRegistry(app: FastifyInstance, { db, config }: AppDeps) {
 
   // --- small endpoints ------------------------------------------------------------------------------
   const tags = ["npm registry"];
-  app.get("/-/ping", { logLevel: "warn", schema: { tags, summary: "npm ping (no token needed)" } }, async () => ({}));
+  /** npm's error convention: the CLI prints `error` to the person. */
+  const npmErrorBody = { type: "object", properties: { error: { type: "string" } } } as const;
+  app.get(
+    "/-/ping",
+    { logLevel: "warn", schema: { tags, summary: "npm ping (no token needed)", response: { 200: { type: "object" } } } },
+    async () => ({}),
+  );
 
-  app.get("/-/whoami", { schema: { tags, summary: "npm whoami: the token's user", security: [{ bearer: [] }] } }, async (request, reply) => {
+  app.get(
+    "/-/whoami",
+    {
+      schema: {
+        tags,
+        summary: "npm whoami: the token's user",
+        security: [{ bearer: [] }],
+        response: { 200: { type: "object", properties: { username: { type: "string" } } }, 401: npmErrorBody },
+      },
+    },
+    async (request, reply) => {
     if (!(await requireToken(request, reply))) return reply;
     return { username: request.user.name };
-  });
+    },
+  );
 
   app.post(
     "/-/npm/v1/security/audits/quick",
-    { schema: { tags, summary: "Not supported: npm 7+ uses the bulk advisory endpoint" } },
+    { schema: { tags, summary: "Not supported: npm 7+ uses the bulk advisory endpoint", response: { 404: npmErrorBody } } },
     async (_request, reply) => npmError(reply, 404, "quick audits are not supported: use npm 7 or later (bulk advisories)"),
   );
 
@@ -185,6 +202,30 @@ async function npmRegistry(app: FastifyInstance, { db, config }: AppDeps) {
         summary: "npm audit: advisories affecting the given versions, from the imported OSV data",
         description: 'Body `{ "<name>": ["<version>", …] }` (may be gzip-encoded).',
         security: [{ bearer: [] }],
+        response: {
+          200: {
+            type: "object",
+            description: "`{ <name>: [advisory] }` for the names with advisories affecting a requested version",
+            additionalProperties: {
+              type: "array",
+              items: {
+                type: "object",
+                additionalProperties: true,
+                properties: {
+                  id: { type: "string" },
+                  url: { type: "string" },
+                  title: { type: "string" },
+                  severity: { type: "string" },
+                  vulnerable_versions: { type: "string" },
+                  cwe: { type: "array", items: { type: "string" } },
+                  cvss: { type: "object", additionalProperties: true },
+                },
+              },
+            },
+          },
+          400: npmErrorBody,
+          401: npmErrorBody,
+        },
       },
     },
     async (request) => {
@@ -250,6 +291,14 @@ async function npmRegistry(app: FastifyInstance, { db, config }: AppDeps) {
           "Scoped names as `@scope%2fname` or `@scope/name`. Only approved versions are listed and served; others are refused with `{ error }` " +
           "(403 known but not approved, 404 never requested). `Accept: application/vnd.npm.install-v1+json` gives the abbreviated packument.",
         security: [{ bearer: [] }],
+        response: {
+          200: { description: "packument or version document (JSON), or the tarball (application/octet-stream)", type: "object", additionalProperties: true },
+          304: { description: "not modified (ETag)", type: "null" },
+          401: npmErrorBody,
+          403: npmErrorBody,
+          404: npmErrorBody,
+          500: npmErrorBody,
+        },
       },
     },
     async (request, reply) => {

@@ -52,10 +52,12 @@ export async function sealBatch(sql: Sql, limit: number): Promise<{ sealed: numb
     // Someone altered the head; chaining onto it would hide that. `npm run audit:verify` reports it.
     throw new Error(`audit chain head (seal_seq ${last.seal_seq}, event ${last.id}) has no valid hash: not sealing; run npm run audit:verify`);
   }
+  // `ORDER BY seal_seq, id` (= id order here) walks the (seal_seq, id) index from its NULL end; `ORDER BY id`
+  // alone may walk the primary key through every sealed event first.
   const rows = await sql.$queryRaw<EventContent[]>`
     SELECT ${EVENT_CONTENT_COLUMNS} FROM package_event e
     WHERE e.seal_seq IS NULL
-    ORDER BY e.id
+    ORDER BY e.seal_seq, e.id
     LIMIT ${limit}`;
   const head = last ? { sealSeq: last.seal_seq, hash: last.hash! } : null;
   if (rows.length === 0) return { sealed: 0, head };

@@ -73,6 +73,8 @@ export class QueueRunner<C extends StepContext = StepContext> {
   private reserved = 0;
   /** The last claim returned a full batch: more work is likely waiting. */
   private backlog = false;
+  /** A claim loop is waiting for a step slot (or write room) to free up. */
+  private saturated = false;
   private stopping = false;
   private loopDone: Promise<unknown> | null = null;
   private readonly waiters = new Set<() => void>();
@@ -113,6 +115,11 @@ export class QueueRunner<C extends StepContext = StepContext> {
    */
   wake(): void {
     this.pendingWake = true;
+    this.nudge();
+  }
+
+  /** Let waiting claim loops look again (a slot freed up, or a backlog appeared), without asking for a poll. */
+  private nudge(): void {
     if (this.wakeScheduled) return;
     this.wakeScheduled = true;
     setImmediate(() => {
@@ -177,8 +184,9 @@ export class QueueRunner<C extends StepContext = StepContext> {
     while (!this.stopping) {
       const free = this.free();
       if (free <= 0) {
-        // Saturated: sleep until a step finishes (its completion wakes us). A pending wake-up for new
-        // work is moot until then, and must not turn this into a busy loop.
+        // Saturated: sleep until a step finishes (freeing its slot nudges us). A pending wake-up for
+        // new work is moot until then, and must not turn this into a busy loop.
+        this.saturated = true;
         this.pendingWake = false;
         await this.idle(this.opts.pollIntervalMs, false);
         continue;
@@ -187,6 +195,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
         await this.idle(this.opts.pollIntervalMs, false);
         continue;
       }
+      this.saturated = false;
       const limit = Math.min(free, this.opts.batchSize);
       this.pendingWake = false;
       this.reserved += limit;
@@ -213,7 +222,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
       // A full batch means more work is likely waiting: claim again at once (and let helpers join).
       this.backlog = rows.length === limit;
       if (this.backlog) {
-        if (this.maxClaims > 1) this.wake();
+        if (this.maxClaims > 1) this.nudge();
         continue;
       }
       if (!this.pendingWake) await this.idle(this.opts.pollIntervalMs);
@@ -234,12 +243,15 @@ export class QueueRunner<C extends StepContext = StepContext> {
     });
   }
 
-  /** The row's step is over (finished, abandoned or aborted): give its slot back, once. */
+  /**
+   * The row's step is over (finished, abandoned or aborted): give its slot back, once. Only a loop
+   * waiting for a slot needs to hear of it; an idle worker is not made to poll for every finished step.
+   */
   private freeSlot(flight: InFlight): void {
     if (flight.slotFreed) return;
     flight.slotFreed = true;
     this.busy -= 1;
-    this.wake();
+    if (this.saturated) this.nudge();
   }
 
   private run(row: ClaimedRow): void {
@@ -273,7 +285,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
       .finally(() => {
         this.inflight.delete(row.id);
         this.freeSlot(flight);
-        this.wake();
+        if (this.saturated) this.nudge(); // write room freed up
       });
   }
 
