@@ -7,11 +7,15 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { AppError } from "../../src/errors.ts";
 import { parseLockfile } from "../../src/lockfile/parse.ts";
 import { createRequest } from "../../src/requests/create-request.ts";
+import { Semaphore } from "../../src/requests/semaphore.ts";
 import type { AppDeps } from "../app.ts";
 import { errorResponses } from "../schemas.ts";
 
 export default async function uploadRoutes(app: FastifyInstance, { db, config }: AppDeps) {
   const limit = config.MAX_UPLOAD_BYTES;
+  // Upload transactions hold a pooled connection for their bulk inserts: bound how many run at once,
+  // so a burst of uploads queues here instead of starving status reads and health checks of connections.
+  const uploads = new Semaphore(Math.max(1, Math.floor(config.DB_POOL_SIZE / 2)));
   await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: 10, parts: 20 }, throwFileSizeLimit: true });
   // The raw bytes are parsed by the lockfile parser itself (BOM, strict UTF-8, safe keys, sha256). Fastify's default
   // text/plain parser goes too, so any other content type is refused with 415 rather than read as an empty upload.
@@ -49,12 +53,14 @@ export default async function uploadRoutes(app: FastifyInstance, { db, config }:
     async (request, reply) => {
       const { raw, fileName } = await readUpload(request);
       const parsed = parseLockfile(raw);
-      const created = await createRequest(db, {
-        parsed,
-        raw,
-        fileName,
-        user: { id: Number(request.user.sub) || null, username: request.user.name },
-      });
+      const created = await uploads.run(() =>
+        createRequest(db, {
+          parsed,
+          raw,
+          fileName,
+          user: { id: Number(request.user.sub) || null, username: request.user.name },
+        }),
+      );
       request.log.info({ requestId: created.request_id, ...created.packages, skipped: created.skipped.length }, "lockfile accepted");
       return reply.status(202).send(created);
     },

@@ -205,12 +205,20 @@ export async function resetStuck(
 ): Promise<ResetRow[]> {
   return sql.$queryRaw<ResetRow[]>`
     WITH stuck AS (
-      SELECT id, status, lease_owner FROM package
-      WHERE status = ANY(${args.active}::package_status[])
-        AND heartbeat_at < now() - make_interval(secs => ${args.stuckSeconds}::float8)
-      ORDER BY heartbeat_at
+      -- Oldest first within each active status, read in order from the (status, heartbeat_at) index:
+      -- one ORDER BY over all active statuses would sort every stuck row for each batch (LockRows
+      -- stands between LIMIT and the sort, so it cannot be a top-N sort).
+      SELECT c.id, c.status, c.lease_owner
+      FROM unnest(${args.active}::package_status[]) AS a(status)
+      CROSS JOIN LATERAL (
+        SELECT p.id, p.status, p.lease_owner FROM package p
+        WHERE p.status = a.status
+          AND p.heartbeat_at < now() - make_interval(secs => ${args.stuckSeconds}::float8)
+        ORDER BY p.heartbeat_at
+        LIMIT ${args.limit}
+        FOR UPDATE SKIP LOCKED
+      ) c
       LIMIT ${args.limit}
-      FOR UPDATE SKIP LOCKED
     ), moved AS (
       UPDATE package p SET
         status = CASE WHEN p.attempts + 1 >= ${args.maxAttempts} THEN 'failed'::package_status

@@ -99,7 +99,8 @@ export class RegistryClient {
       return transient("upstream_timeout", `upstream did not send all of ${what} within ${this.opts.timeoutMs} ms: ${url}`, err);
     }
     if (signal?.aborted) return transient("step_error", "aborted", err);
-    return transient("upstream_error", `${what} broke off while downloading from ${url}: ${describe(err)}`, err);
+    const cause = (err as { cause?: { message?: string } })?.cause?.message;
+    return transient("upstream_error", `${what} broke off while downloading from ${url}: ${cause ?? describe(err)}`, err);
   }
 
   /**

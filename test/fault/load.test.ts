@@ -6,6 +6,7 @@
  * API nor the workers logged a database error. The workers then stop gracefully with nothing left half-done.
  */
 import { Writable } from "node:stream";
+import type { FastifyInstance } from "fastify";
 import pg from "pg";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +14,9 @@ import { importAdvisories } from "../../src/advisories/store.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createWorker, type Worker } from "../../worker/worker.ts";
 import { uploadRaw } from "../support/api-helpers.ts";
-import { buildTestApp, type TestApp } from "../support/app.ts";
+import { buildApp } from "../../api/app.ts";
+import { createUser } from "../../src/auth/users.ts";
+import { TEST_JWT_SECRET, testConfig } from "../support/app.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { startFixtureRegistry, type FixtureRegistry } from "../support/fixture-registry.ts";
 import { lockfileV3, type LockEntry } from "../support/lockfile.ts";
@@ -26,7 +29,10 @@ const WINDOW = 200;
 const old = new Date(Date.now() - 30 * 86_400_000);
 
 let t: TestDatabase;
-let ta: TestApp;
+let app: FastifyInstance;
+let auth: { authorization: string };
+/** Errors the API met while handling requests (onError hook). */
+const apiErrors: Error[] = [];
 let upstream: FixtureRegistry;
 const workers: Worker[] = [];
 /** warn-and-above log lines of the workers. */
@@ -65,7 +71,13 @@ beforeAll(async () => {
     };
   }
   await importAdvisories(t.db, docs(), "test");
-  ta = await buildTestApp(t.db);
+  app = await buildApp({ config: testConfig(), db: t.db, jwtSecret: TEST_JWT_SECRET, logger: false });
+  app.addHook("onError", async (_request, _reply, err) => {
+    apiErrors.push(err);
+  });
+  await app.ready();
+  const user = await createUser(t.db, "loader", "loader-password", "user");
+  auth = { authorization: `Bearer ${app.jwt.sign({ sub: String(user.id), name: user.username, role: "user" })}` };
   upstream = await startFixtureRegistry();
   for (let c = 0; c < COMMON; c++) upstream.addPackage(`load-common-${c}`, [{ version: "1.0.0", license: "MIT", publishedAt: old }]);
   for (let r = 0; r < RING; r++) {
@@ -91,7 +103,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const w of workers) await w.stop();
-  await ta?.app.close();
+  await app?.close();
   await upstream?.close();
   await t?.drop();
 });
@@ -101,10 +113,9 @@ describe("50 concurrent uploads while workers run", () => {
     const deadlocksBefore = await deadlocks(t.url);
     for (const w of workers) await w.start();
 
-    const t0 = Date.now();
     const lockfiles = Array.from({ length: UPLOADS }, (_, i) => entriesOf(i));
-    const responses = await Promise.all(lockfiles.map((entries) => uploadRaw(ta.app, ta.auth("user"), lockfileV3(entries))));
-    console.log("uploads took", Date.now() - t0, await t.db.package.groupBy({ by: ["status"], _count: true }));
+    const responses = await Promise.all(lockfiles.map((entries) => uploadRaw(app, auth, lockfileV3(entries))));
+    expect(apiErrors.map((e) => `${e.message} ${String(e.cause ?? "")}`)).toEqual([]);
     for (const res of responses) expect(res.statusCode, res.body.slice(0, 500)).toBe(202);
     const bodies = responses.map((r) => r.json() as { request_id: number; packages: { total: number; new: number; existing: number } });
 
@@ -150,7 +161,7 @@ describe("50 concurrent uploads while workers run", () => {
     expect(doubled[0]!.n).toBe(0);
 
     // No deadlock, no database error. Backends flush their statistics when they exit: close every connection first.
-    await ta.app.close();
+    await app.close();
     await t.db.$disconnect();
     expect(await deadlocks(t.url)).toBe(deadlocksBefore);
     expect(logged.filter((l) => l.level >= 40).map((l) => `${l.msg}: ${l.err?.message ?? ""}`)).toEqual([]);
