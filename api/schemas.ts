@@ -37,3 +37,15 @@ export const codeMessage = {
   type: ["object", "null"],
   properties: { code: { type: "string" }, message: { type: ["string", "null"] } },
 } as const;
+
+/** The fields every package row view shares (request progress lists, package detail). */
+export const packageRowProperties = {
+  id: { type: "integer" },
+  name: { type: "string" },
+  version: { type: "string" },
+  status: { type: "string" },
+  attempts: { type: "integer" },
+  last_error: codeMessage,
+  reason: codeMessage,
+  updated_at: { type: "string" },
+} as const;

@@ -14,7 +14,7 @@ import { AppError } from "../../src/errors.ts";
 import { decide } from "../../src/queue/sql.ts";
 import type { PackageStatus } from "../../src/queue/states.ts";
 import type { AppDeps } from "../app.ts";
-import { codeMessage, errorResponses, idParam } from "../schemas.ts";
+import { errorResponses, idParam, packageRowProperties } from "../schemas.ts";
 
 const MAX_IDS = 10_000;
 
@@ -306,15 +306,8 @@ export default async function approverRoutes(app: FastifyInstance, { db }: AppDe
           200: {
             type: "object",
             properties: {
-              id: { type: "integer" },
-              name: { type: "string" },
-              version: { type: "string" },
-              status: { type: "string" },
-              attempts: { type: "integer" },
-              last_error: codeMessage,
-              reason: codeMessage,
+              ...packageRowProperties,
               created_at: { type: "string" },
-              updated_at: { type: "string" },
               next_attempt_at: { type: "string" },
               lease_owner: { type: ["string", "null"] },
               heartbeat_at: { type: ["string", "null"] },

@@ -14,7 +14,7 @@ import {
   stuckCount,
 } from "../../src/status/queries.ts";
 import type { AppDeps } from "../app.ts";
-import { codeMessage, errorResponses, idParam, statusCounts, statusEnum } from "../schemas.ts";
+import { errorResponses, idParam, packageRowProperties, statusCounts, statusEnum } from "../schemas.ts";
 
 const requestSummary = {
   type: "object",
@@ -244,16 +244,7 @@ export default async function statusRoutes(app: FastifyInstance, { db, config }:
                 type: "array",
                 items: {
                   type: "object",
-                  properties: {
-                    id: { type: "integer" },
-                    name: { type: "string" },
-                    version: { type: "string" },
-                    status: { type: "string" },
-                    attempts: { type: "integer" },
-                    last_error: codeMessage,
-                    reason: codeMessage,
-                    updated_at: { type: "string" },
-                  },
+                  properties: packageRowProperties,
                 },
               },
             },
