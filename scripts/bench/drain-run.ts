@@ -17,12 +17,15 @@ export interface DrainSpec {
   procs: number;
   rows: number;
   stages?: 1 | 3;
+  claims?: number;
   rssEveryMs?: number;
 }
 
 export interface DrainOutcome {
   ms: number;
   jobsPerSec: number;
+  /** CPU time of the worker processes (all of them) from go to stop. */
+  cpuMs: number;
   rss: { t: number; rss: number; done: number }[][];
 }
 
@@ -36,7 +39,9 @@ interface Proc {
 }
 
 function startProc(opts: DrainWorkerOptions): Proc {
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "scripts/bench/drain-worker.ts"), JSON.stringify(opts)], {
+  // BENCH_WORKER_NODE_ARGS: extra node flags for the worker processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
+  const extra = (process.env.BENCH_WORKER_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...extra, "--import", "tsx", join(ROOT, "scripts/bench/drain-worker.ts"), JSON.stringify(opts)], {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: "silent", NODE_ENV: "production" },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -111,7 +116,7 @@ export async function runDrain(url: string, spec: DrainSpec, timeoutMs = 10 * 60
     await seed(c, url, spec);
     for (let i = 0; i < spec.procs; i++) {
       procs.push(
-        startProc({ mode: spec.mode, url, batch: spec.batch, concurrency: spec.concurrency, stages: spec.stages, rssEveryMs: spec.rssEveryMs }),
+        startProc({ mode: spec.mode, url, batch: spec.batch, concurrency: spec.concurrency, stages: spec.stages, claims: spec.claims, rssEveryMs: spec.rssEveryMs }),
       );
     }
     await Promise.race([Promise.all(procs.map((p) => p.ready)), ...procs.map((p) => p.error)]);
@@ -139,9 +144,25 @@ export async function runDrain(url: string, spec: DrainSpec, timeoutMs = 10 * 60
     for (const p of procs) p.child.send({ type: "stop" } satisfies ToChild);
     const stopped = await Promise.race([Promise.all(procs.map((p) => p.stopped)), failure]);
     const ms = end - t0;
-    return { ms, jobsPerSec: (spec.rows / ms) * 1000, rss: stopped.map((s) => s.rss) };
+    return { ms, jobsPerSec: (spec.rows / ms) * 1000, cpuMs: stopped.reduce((n, s) => n + s.cpuMs, 0), rss: stopped.map((s) => s.rss) };
   } finally {
-    for (const p of procs) if (p.child.exitCode === null) p.child.kill("SIGKILL");
+    // give each process a moment to exit by itself, then make sure it is gone
+    await Promise.all(
+      procs.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.child.exitCode !== null || p.child.signalCode !== null) return resolve();
+            const t = setTimeout(() => {
+              p.child.kill("SIGKILL");
+              resolve();
+            }, 5_000);
+            p.child.once("exit", () => {
+              clearTimeout(t);
+              resolve();
+            });
+          }),
+      ),
+    );
     await c.end();
   }
 }

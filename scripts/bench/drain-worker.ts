@@ -9,12 +9,9 @@
  *             rows and completing them with one UPDATE … WHERE id = ANY(ids)
  *   graphile  graphile-worker's run() with a no-op task, `concurrency` jobs at once, local queue `batch`
  */
-import { run as graphileRun, Logger as GraphileLogger, type Runner as GraphileRunner } from "graphile-worker";
+import type { Runner as GraphileRunner } from "graphile-worker";
 import pg from "pg";
-import { createDb } from "../../src/db/client.ts";
-import { createLogger } from "../../src/logger.ts";
-import { QueueRunner, type RunnerStage } from "../../src/queue/runner.ts";
-import { STAGES } from "../../src/queue/states.ts";
+import type { RunnerStage } from "../../src/queue/runner.ts";
 
 export interface DrainWorkerOptions {
   mode: "ours" | "raw" | "graphile";
@@ -25,13 +22,16 @@ export interface DrainWorkerOptions {
   concurrency: number;
   /** ours: 1 = licence stage only (one transition per row), 3 = the three pipeline stages. */
   stages?: 1 | 3;
+  /** ours: maxClaimsInFlight (default: the runner's own). */
+  claims?: number;
+
   rssEveryMs?: number;
 }
 
 export type ToParent =
   | { type: "ready"; pid: number }
   | { type: "progress"; done: number; lastAt: number }
-  | { type: "stopped"; done: number; lastAt: number; rss: { t: number; rss: number; done: number }[] }
+  | { type: "stopped"; done: number; lastAt: number; cpuMs: number; rss: { t: number; rss: number; done: number }[] }
   | { type: "error"; message: string };
 
 export type ToChild = { type: "go" } | { type: "stop" };
@@ -56,10 +56,17 @@ interface Contender {
   stop(): Promise<void>;
 }
 
+// Each mode loads only what it runs, so that a process's RSS is its own contender's.
 async function ours(): Promise<Contender> {
+  const { createDb } = await import("../../src/db/client.ts");
+  const { createLogger } = await import("../../src/logger.ts");
+  const { QueueRunner } = await import("../../src/queue/runner.ts");
+  const { STAGES } = await import("../../src/queue/states.ts");
   const log = createLogger("bench-worker", "silent");
-  const db = createDb(opts.url, Math.max(4, Math.min(10, opts.concurrency + 2)));
+  const poolSize = Math.max(4, Math.min(10, opts.concurrency + 2));
+  const db = createDb(opts.url, poolSize);
   await db.$queryRaw`SELECT 1`;
+
   const noop = async () => ({ kind: "advance" as const });
   const stageStates = opts.stages === 3 ? [...STAGES].reverse() : [STAGES[0]!];
   const stages: RunnerStage[] = stageStates.map((states) => ({ states, step: noop }));
@@ -71,6 +78,7 @@ async function ours(): Promise<Contender> {
     stages,
     concurrency: opts.concurrency,
     batchSize: opts.batch,
+    ...(opts.claims ? { maxClaimsInFlight: opts.claims } : {}),
     pollIntervalMs: 1000,
     heartbeatMs: 30_000,
     maxAttempts: 5,
@@ -137,7 +145,9 @@ async function raw(): Promise<Contender> {
 }
 
 async function graphile(): Promise<Contender> {
+  const { run: graphileRun, Logger: GraphileLogger } = await import("graphile-worker");
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.concurrency + 2 });
+  pool.on("error", (err) => fail(err));
   await pool.query("SELECT 1");
   let runner: GraphileRunner | null = null;
   return {
@@ -171,6 +181,7 @@ async function graphile(): Promise<Contender> {
 async function main(): Promise<void> {
   const contender = opts.mode === "ours" ? await ours() : opts.mode === "raw" ? await raw() : await graphile();
   const sampleEvery = opts.rssEveryMs ?? 100;
+  let cpu0 = process.cpuUsage();
   const t0 = now();
   const sampler = setInterval(() => rss.push({ t: now() - t0, rss: process.memoryUsage.rss(), done }), sampleEvery);
   const progress = setInterval(() => {
@@ -181,13 +192,15 @@ async function main(): Promise<void> {
   }, 25);
   process.on("message", (m: ToChild) => {
     if (m.type === "go") {
+      cpu0 = process.cpuUsage();
       contender.start().catch((err: unknown) => fail(err));
     } else if (m.type === "stop") {
       void (async () => {
         clearInterval(progress);
         clearInterval(sampler);
+        const cpu = process.cpuUsage(cpu0);
         await contender.stop();
-        process.send?.({ type: "stopped", done, lastAt, rss } satisfies ToParent, () => process.exit(0));
+        process.send?.({ type: "stopped", done, lastAt, cpuMs: (cpu.user + cpu.system) / 1000, rss } satisfies ToParent, () => process.exit(0));
       })().catch((err: unknown) => fail(err));
     }
   });

@@ -262,7 +262,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
     this.busy += 1;
     const started = performance.now();
     this.opts.events?.stepStarted?.(row);
-    const log = this.opts.log.child({ packageId: row.id, pkg: `${row.name}@${row.version}`, stage: stage?.states.name });
+    const log = lazyChild(this.opts.log, () => ({ packageId: row.id, pkg: `${row.name}@${row.version}`, stage: stage?.states.name }));
     const execute = async (): Promise<StepOutcome> => {
       if (!stage) throw new StepError("step_error", `no step for status ${row.status}`);
       return stage.step(row, this.opts.context(row, { log, signal: abort.signal }));
@@ -289,12 +289,16 @@ export class QueueRunner<C extends StepContext = StepContext> {
       });
   }
 
+  // Hot path (once per row): plain object literals, no `{ ...base, … }` spread, which V8 builds on a
+  // slow path (several µs per object, and the result is slower to read and to serialise).
   private fromOutcome(row: ClaimedRow, states: StageStates, outcome: StepOutcome): Completion {
-    const base = { id: row.id, token: row.lease_token, from: row.status };
+    const { id, lease_token: token, status: from } = row;
     switch (outcome.kind) {
       case "advance":
         return {
-          ...base,
+          id,
+          token,
+          from,
           to: outcome.to ?? states.done,
           via: outcome.via ?? null,
           attempts: 0,
@@ -307,7 +311,9 @@ export class QueueRunner<C extends StepContext = StepContext> {
         };
       case "reject":
         return {
-          ...base,
+          id,
+          token,
+          from,
           to: "rejected",
           attempts: 0,
           patch: outcome.patch,
@@ -318,7 +324,9 @@ export class QueueRunner<C extends StepContext = StepContext> {
         };
       case "defer":
         return {
-          ...base,
+          id,
+          token,
+          from,
           to: states.queued,
           attempts: row.attempts,
           delaySeconds: outcome.delaySeconds,
@@ -382,6 +390,24 @@ export class QueueRunner<C extends StepContext = StepContext> {
       this.opts.log.warn({ err }, "heartbeat failed");
     }
   }
+}
+
+/**
+ * The row's child logger, made on first use: most rows never log, and a pino child (bindings,
+ * serializers, redaction) costs several µs and some garbage, once per row.
+ */
+function lazyChild(parent: Logger, bindings: () => Record<string, unknown>): Logger {
+  let real: Logger | null = null;
+  const target = () => (real ??= parent.child(bindings()));
+  return new Proxy({} as Logger, {
+    get(_t, key) {
+      const r = target();
+      const v: unknown = Reflect.get(r, key, r);
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(r) : v;
+    },
+    set: (_t, key, value) => Reflect.set(target(), key, value),
+    has: (_t, key) => Reflect.has(target(), key),
+  });
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,6 +1,11 @@
 /**
  * Read-side queries behind the status endpoints. Each is one statement shaped to use the package
  * indexes ((status, next_attempt_at, id) and (status, heartbeat_at)) so they stay cheap at 1M rows.
+ *
+ * Per-request queries look each of the request's packages up by primary key (a LATERAL subquery with
+ * OFFSET 0, which the planner keeps as a nested loop): their cost follows the request's size, not the
+ * table's. Left to itself the planner hash-joins a 5,000-package request with a sequential scan of
+ * the whole (wide: results documents) package table, twice as slow at 100k rows and worse beyond.
  */
 import type { Db } from "../db/client.ts";
 import { ACTIVE_STATUSES, ALL_STATUSES, QUEUED_STATUSES, SETTLED_STATUSES, STAGES, type PackageStatus } from "../queue/states.ts";
@@ -86,7 +91,8 @@ export async function recentTransitions(db: Db, limit = 20) {
 export async function requestCounts(db: Db, requestId: number): Promise<StatusCounts> {
   return toCounts(await db.$queryRaw<{ status: PackageStatus; n: number }[]>`
     SELECT p.status::text AS status, count(*)::int AS n
-    FROM request_package rp JOIN package p ON p.id = rp.package_id
+    FROM request_package rp
+    CROSS JOIN LATERAL (SELECT status FROM package WHERE id = rp.package_id OFFSET 0) p
     WHERE rp.request_id = ${requestId}::int
     GROUP BY p.status`);
 }
@@ -143,7 +149,11 @@ export async function requestPackages(
   >`
     SELECT p.id, p.name, p.version, p.status::text AS status, p.attempts, p.last_error_code, p.last_error_message,
            p.reason_code, p.reason_message, p.updated_at
-    FROM request_package rp JOIN package p ON p.id = rp.package_id
+    FROM request_package rp
+    CROSS JOIN LATERAL (
+      SELECT id, name, version, status, attempts, last_error_code, last_error_message, reason_code, reason_message, updated_at
+      FROM package WHERE id = rp.package_id OFFSET 0
+    ) p
     WHERE rp.request_id = ${requestId}::int AND (${status}::package_status IS NULL OR p.status = ${status}::package_status)
     ORDER BY p.name, p.version
     LIMIT ${opts.limit} OFFSET ${opts.offset}`;
@@ -165,7 +175,8 @@ export async function requestsDone(db: Db, ids: number[]): Promise<Map<number, {
   const rows = await db.$queryRaw<{ request_id: number; settled: number; total: number }[]>`
     SELECT rp.request_id, count(*) FILTER (WHERE p.status = ANY(${[...SETTLED_STATUSES]}::package_status[]))::int AS settled,
            count(*)::int AS total
-    FROM request_package rp JOIN package p ON p.id = rp.package_id
+    FROM request_package rp
+    CROSS JOIN LATERAL (SELECT status FROM package WHERE id = rp.package_id OFFSET 0) p
     WHERE rp.request_id = ANY(${ids}::int[])
     GROUP BY rp.request_id`;
   return new Map(rows.map((r) => [r.request_id, { settled: r.settled, total: r.total }]));
