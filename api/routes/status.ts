@@ -255,10 +255,13 @@ export default async function statusRoutes(app: FastifyInstance, { db, config }:
     },
     async (request) => {
       const id = request.params.id;
-      const exists = await db.request.findUnique({ where: { id }, select: { id: true } });
+      // Three independent reads, in parallel on the pool.
+      const [exists, counts, packages] = await Promise.all([
+        db.request.findUnique({ where: { id }, select: { id: true } }),
+        requestCounts(db, id),
+        requestPackages(db, id, request.query),
+      ]);
       if (!exists) throw new AppError("request_not_found", `no request ${id}`);
-      const counts = await requestCounts(db, id);
-      const packages = await requestPackages(db, id, request.query);
       return { request_id: id, counts, ...progress(counts), packages };
     },
   );

@@ -148,6 +148,7 @@ async function graphile(): Promise<Contender> {
   const { run: graphileRun, Logger: GraphileLogger } = await import("graphile-worker");
   const pool = new pg.Pool({ connectionString: opts.url, max: opts.concurrency + 2 });
   pool.on("error", (err) => fail(err));
+  pool.on("connect", (client) => client.on("error", (err) => fail(err)));
   await pool.query("SELECT 1");
   let runner: GraphileRunner | null = null;
   return {
