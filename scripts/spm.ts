@@ -18,6 +18,7 @@ import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { ALL_STATUSES, STAGES, type PackageStatus } from "../src/queue/states.ts";
 
 const EXIT_OK = 0;
 const EXIT_GATE = 1;
@@ -243,19 +244,8 @@ function seconds(v: string | undefined, what: string, def: number): number {
 // ---------------------------------------------------------------------------------------------
 // progress and summary
 
-const STATUSES = [
-  "requested",
-  "checking_licence",
-  "licence_checked",
-  "downloading",
-  "downloaded",
-  "scanning",
-  "pending_approval",
-  "approved",
-  "rejected",
-  "failed",
-] as const;
-type Status = (typeof STATUSES)[number];
+type Status = PackageStatus;
+const STATUSES = ALL_STATUSES;
 type Counts = Partial<Record<Status, number>>;
 
 interface ProcessingStatus {
@@ -277,12 +267,6 @@ interface PackageRow {
   last_error: { code: string; message: string | null } | null;
   reason: { code: string; message: string | null } | null;
 }
-
-const STAGES = [
-  { name: "licence", active: "checking_licence", done: "licence_checked" },
-  { name: "download", active: "downloading", done: "downloaded" },
-  { name: "scan", active: "scanning", done: "pending_approval" },
-] as const;
 
 const rank = (s: Status) => STATUSES.indexOf(s);
 const n = (c: Counts, s: Status) => c[s] ?? 0;
