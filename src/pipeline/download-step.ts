@@ -59,7 +59,8 @@ export async function downloadStep(row: ClaimedRow, ctx: PipelineContext): Promi
     return {
       kind: "reject",
       code: "integrity_mismatch",
-      message: `${row.name}@${row.version}: downloaded bytes (${blob.integrity.slice(0, 30)}…) do not match ${mismatch}`,
+      // Whole SRI strings: hashes often share a prefix, and a shortened pair can look identical.
+      message: `${row.name}@${row.version}: the downloaded bytes are ${blob.integrity}, which does not match ${mismatch}`,
       patch: { download: { integrity: blob.integrity, size: blob.size, url: url.toString(), expected } },
     };
   }
@@ -97,7 +98,7 @@ function firstMismatch(expected: ExpectedIntegrity[], sha512: string, sha1Hex: s
   const computed = ssri.parse(`${sha512} sha1-${Buffer.from(sha1Hex, "hex").toString("base64")}`, { single: false });
   for (const e of expected) {
     // match() compares the strongest algorithm both sides have; no common algorithm counts as a mismatch.
-    if (!computed.match(ssri.parse(e.integrity, { single: false }))) return `${e.source} integrity ${e.integrity.slice(0, 40)}…`;
+    if (!computed.match(ssri.parse(e.integrity, { single: false }))) return `the ${e.source} integrity ${e.integrity}`;
   }
   return null;
 }
