@@ -5,7 +5,6 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
@@ -20,15 +19,6 @@ declare module "vitest" {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? res(addr.port) : rej(new Error("no port"))));
-    });
-  });
-}
 
 let embedded: EmbeddedDatabase | undefined;
 let dir: string | undefined;
@@ -39,7 +29,6 @@ export async function setup(project: TestProject): Promise<void> {
     dir = mkdtempSync(join(tmpdir(), "spm-test-pg-"));
     embedded = await startEmbeddedPostgres({
       dir,
-      port: await freePort(),
       postgresFlags: ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
     });
     serverUrl = embedded.url;

