@@ -107,7 +107,6 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
       metrics.rescued(reset);
       if (reset.length > 0) {
         wlog.warn({ count: reset.length }, "rescuer reset stuck packages");
-        events?.applied?.([]);
         runner.wake();
       }
       return reset.length;
