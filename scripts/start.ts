@@ -17,6 +17,8 @@ import { ConfigError, loadConfig } from "../src/config.ts";
 import { createDb } from "../src/db/client.ts";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { createLogger } from "../src/logger.ts";
+import { requeueOrphans } from "../src/queue/sql.ts";
+import { ACTIVE_STATUSES, QUEUED_STATUSES } from "../src/queue/states.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const log = createLogger("start");
@@ -73,6 +75,10 @@ async function main(): Promise<void> {
   migrate(databaseUrl);
   if (embedded) {
     const db = createDb(databaseUrl, 1);
+    // The embedded database is this stack's alone and its worker is not running yet: rows a previous
+    // run left in progress go straight back to their queue instead of waiting STUCK_AFTER_MINUTES.
+    const requeued = await requeueOrphans(db, { actor: "start", queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES] });
+    if (requeued > 0) log.info({ requeued }, "requeued packages the previous run left in progress");
     const admin = await ensureFirstAdmin(db);
     await db.$disconnect();
     if (admin) {

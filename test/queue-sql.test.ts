@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claim, complete, enqueuePackages, heartbeat, release, resetStuck, retryFailed } from "../src/queue/sql.ts";
+import { claim, complete, enqueuePackages, heartbeat, release, requeueOrphans, resetStuck, retryFailed } from "../src/queue/sql.ts";
 import { ACTIVE_STATUSES, QUEUED_STATUSES } from "../src/queue/states.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 
@@ -90,5 +90,16 @@ describe("queue SQL", () => {
     const retried = await t.db.package.findUniqueOrThrow({ where: { id: stuck[0]!.id } });
     expect(retried.status).toBe("requested");
     expect(retried.attempts).toBe(0);
+  });
+
+  it("requeues every in-progress row at start, without charging an attempt", async () => {
+    const claimed = await claim(t.db, { ...stages, limit: 3, worker: "gone" });
+    expect(claimed.length).toBeGreaterThan(0);
+    const n = await requeueOrphans(t.db, { actor: "start", queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES] });
+    expect(n).toBe(await t.db.packageEvent.count({ where: { actor: "start" } }));
+    expect(n).toBeGreaterThanOrEqual(claimed.length);
+    expect(await t.db.package.count({ where: { status: { in: [...ACTIVE_STATUSES] } } })).toBe(0);
+    const rows = await t.db.package.findMany({ where: { id: { in: claimed.map((c) => c.id) } } });
+    expect(rows.every((r) => r.status === "requested" && r.leaseToken === null && r.attempts === claimed.find((c) => c.id === r.id)!.attempts)).toBe(true);
   });
 });

@@ -428,3 +428,30 @@ export async function decide(
     WHERE (SELECT count(*) FROM notified) >= 0
     ORDER BY id`;
 }
+
+/**
+ * Put every in-progress row back to its queue (no attempt charged). Only for a database no worker
+ * can be using: `npm start`'s embedded database before it launches its worker, after a previous run
+ * was stopped (Ctrl-C reaches the embedded PostgreSQL at the same time as the worker, so the worker's
+ * own release may not have reached the database).
+ */
+export async function requeueOrphans(
+  sql: Sql,
+  args: { actor: string; queued: PackageStatus[]; active: PackageStatus[] },
+): Promise<number> {
+  const rows = await sql.$queryRaw<{ id: number }[]>`
+    WITH moved AS (
+      UPDATE package p SET
+        status = (${args.queued}::package_status[])[array_position(${args.active}::package_status[], p.status)],
+        lease_owner = NULL, lease_token = NULL, heartbeat_at = NULL, next_attempt_at = now(), updated_at = now()
+      WHERE p.status = ANY(${args.active}::package_status[])
+      RETURNING p.id, p.status
+    ), events AS (
+      INSERT INTO package_event (package_id, from_status, to_status, actor, reason)
+      SELECT m.id, (${args.active}::package_status[])[array_position(${args.queued}::package_status[], m.status)],
+             m.status, ${args.actor}, 'requeued at start: the previous run stopped mid-step'
+      FROM moved m
+    )
+    SELECT id FROM moved`;
+  return rows.length;
+}
