@@ -171,14 +171,16 @@ say "registry  $UPSTREAM_REGISTRY (${#FIXTURES[@]} versions: ${FIXTURES[*]})"
 node --import tsx scripts/migrate.ts deploy >"$LOGS/migrate.log" 2>&1 || fail "migrate deploy exited $?"
 say "migrate   $(tail -n 1 "$LOGS/migrate.log")"
 
-# ---- api and two workers (compose: api, worker x2) ----
+# ---- api and two workers (compose: api, worker x2; the worker runs its bundle, as in its image) ----
+npm run build:worker --silent >"$LOGS/build-worker.log" 2>&1 || fail "build:worker exited $?"
 JWT_SECRET="$(node -e 'process.stdout.write(require("node:crypto").randomBytes(48).toString("base64"))')"
 export JWT_SECRET STORAGE_DIR="$WORK/store" DATA_DIR="$WORK/data" HOST=127.0.0.1
 start api env PORT="$API_PORT" node --import tsx api/main.ts
 for i in 1 2; do
   port_var="WORKER${i}_PORT"
   start "worker-$i" env WORKER_METRICS_PORT="${!port_var}" WORKER_ID="smoke-worker-$i" UPSTREAM_REGISTRY="$UPSTREAM_REGISTRY" \
-    WORKER_GRACE_SECONDS="$WORKER_GRACE_SECONDS" WORKER_SLEEP_INTERVAL=1 node --import tsx worker/main.ts
+    WORKER_GRACE_SECONDS="$WORKER_GRACE_SECONDS" WORKER_SLEEP_INTERVAL=1 \
+    node --max-semi-space-size=2 --heap-growing-percent=20 --v8-pool-size=2 dist/worker/main.mjs
 done
 API="http://127.0.0.1:$API_PORT"
 wait_for 60 "the api's /health" curl -fsS "$API/health"

@@ -4,8 +4,9 @@
  *    the `spm` database, generate a JWT secret once (DATA_DIR/jwt-secret) and, on first start, an
  *    `admin` user whose password is printed once.
  *  - DATABASE_URL set: use that server (JWT_SECRET then required).
- * Then apply migrations and run the API and ONE worker as separate child processes, restarting a
- * child that crashes, forwarding SIGINT/SIGTERM, and stopping everything cleanly.
+ * Then apply migrations, build the worker (scripts/build-worker.ts: dist/worker/main.mjs, run with
+ * WORKER_NODE_FLAGS, as in production) and run the API and ONE worker as separate child processes,
+ * restarting a child that crashes, forwarding SIGINT/SIGTERM, and stopping everything cleanly.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -19,13 +20,15 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from "../src/db/embedded
 import { createLogger } from "../src/logger.ts";
 import { requeueOrphans } from "../src/queue/sql.ts";
 import { ACTIVE_STATUSES, QUEUED_STATUSES } from "../src/queue/states.ts";
+import { buildWorker, WORKER_NODE_FLAGS } from "./build-worker.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const log = createLogger("start");
 
 interface Child {
   name: string;
-  script: string;
+  /** node's arguments: flags and the script. */
+  args: string[];
   proc: ChildProcess | null;
   restarts: number[];
 }
@@ -89,15 +92,16 @@ async function main(): Promise<void> {
     }
   }
 
+  const workerBundle = await buildWorker();
   const env = { ...process.env, DATABASE_URL: databaseUrl, JWT_SECRET: jwtSecret! };
   const children: Child[] = [
-    { name: "api", script: "api/main.ts", proc: null, restarts: [] },
-    { name: "worker", script: "worker/main.ts", proc: null, restarts: [] },
+    { name: "api", args: ["--import", "tsx", join(root, "api/main.ts")], proc: null, restarts: [] },
+    { name: "worker", args: [...WORKER_NODE_FLAGS, workerBundle], proc: null, restarts: [] },
   ];
   let stopping = false;
 
   const launch = (child: Child) => {
-    const proc = spawn(process.execPath, ["--import", "tsx", join(root, child.script)], { env, stdio: "inherit" });
+    const proc = spawn(process.execPath, child.args, { env, stdio: "inherit" });
     child.proc = proc;
     proc.on("exit", (code, signal) => {
       child.proc = null;

@@ -53,6 +53,7 @@ const schema = z.object({
   MIN_RELEASE_AGE_HOURS: z.coerce.number().nonnegative().default(72),
 
   REGISTRY_AUTH: z.enum(["required", "none"]).default("required"),
+  REGISTRY_TARBALL_CACHE_MB: z.coerce.number().nonnegative().default(256),
 });
 
 export const configSchema = schema;

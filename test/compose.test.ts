@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { configKeys, loadConfig } from "../src/config.ts";
+import { WORKER_BUNDLE, WORKER_NODE_FLAGS } from "../scripts/build-worker.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const read = (file: string) => readFileSync(join(root, file), "utf8");
@@ -136,9 +137,15 @@ function healthcheckText(name: string): string {
   return Array.isArray(test) ? test.map(String).join(" ") : String(test ?? "");
 }
 
-/** Files a command runs: `.ts`/`.js` arguments and `npm run <script>`. */
+/** The worker's command everywhere it runs in production: its bundle (built in the image) under WORKER_NODE_FLAGS. */
+const WORKER_COMMAND = ["node", ...WORKER_NODE_FLAGS, WORKER_BUNDLE];
+
+/**
+ * Files a command runs: `.ts`/`.js` arguments and `npm run <script>`. The worker's bundle is built in
+ * its image (Dockerfile.worker) from worker/main.ts, so that source must exist instead.
+ */
 function checkCommand(cmd: string[], where: string): void {
-  const files = cmd.filter((a) => /\.(ts|js|mjs)$/.test(a));
+  const files = cmd.filter((a) => /\.(ts|js|mjs)$/.test(a)).map((f) => (f === WORKER_BUNDLE ? "worker/main.ts" : f));
   const scripts = (JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts;
   const runAt = cmd.findIndex((a, i) => a === "npm" && (cmd[i + 1] === "run" || cmd[i + 1] === "run-script"));
   expect(files.length + (runAt >= 0 ? 1 : 0), `${where}: runs no file or npm script: ${cmd.join(" ")}`).toBeGreaterThan(0);
@@ -246,7 +253,7 @@ describe("docker-compose.yml", () => {
   it("runs files and scripts that exist", () => {
     for (const name of APP_SERVICES) checkCommand(commandOf(name), name);
     expect(commandOf("api")).toEqual(["node", "--import", "tsx", "api/main.ts"]);
-    expect(commandOf("worker")).toEqual(["node", "--import", "tsx", "worker/main.ts"]);
+    expect(commandOf("worker")).toEqual(WORKER_COMMAND);
     expect(commandOf("migrate")).toEqual(["node", "--import", "tsx", "scripts/migrate.ts", "deploy"]);
   });
 
@@ -380,8 +387,8 @@ describe(".env.example", () => {
 
 describe("Dockerfiles", () => {
   const images = [
-    { file: "Dockerfile.api", cmd: "api/main.ts", service: "api" },
-    { file: "Dockerfile.worker", cmd: "worker/main.ts", service: "worker" },
+    { file: "Dockerfile.api", cmd: ["node", "--import", "tsx", "api/main.ts"], source: "api/main.ts", service: "api" },
+    { file: "Dockerfile.worker", cmd: WORKER_COMMAND, source: "worker/main.ts", service: "worker" },
   ] as const;
 
   for (const image of images) {
@@ -421,10 +428,10 @@ describe("Dockerfiles", () => {
         }
       });
 
-      it(`runs ${image.cmd} in exec form and has a HEALTHCHECK`, () => {
+      it(`runs ${image.source} in exec form and has a HEALTHCHECK`, () => {
         const cmd = execForm(last.filter((i) => i.op === "CMD").at(-1)!.args);
-        expect(cmd).toEqual(["node", "--import", "tsx", image.cmd]);
-        expect(existsSync(join(root, cmd[3]!))).toBe(true);
+        expect(cmd).toEqual(image.cmd);
+        expect(existsSync(join(root, image.source))).toBe(true);
         expect(commandOf(image.service)).toEqual(cmd);
         const health = last.find((i) => i.op === "HEALTHCHECK");
         expect(health?.args).toMatch(/CMD \[/);

@@ -1,7 +1,8 @@
 /**
  * Starts the PostgreSQL the tests use (embedded, in a fresh temporary directory, unless DATABASE_URL
  * points at a server), migrates a template database once, and hands its server URL to the test files.
- * Each test file clones its own database from the template (test/support/db.ts).
+ * Each test file clones its own database from the template (test/support/db.ts). Also builds the
+ * worker's bundle (dist/worker/main.mjs), which the tests that spawn a worker process run.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,6 +11,7 @@ import { join, resolve } from "node:path";
 import pg from "pg";
 import type { TestProject } from "vitest/node";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../src/db/embedded.ts";
+import { buildWorker } from "../scripts/build-worker.ts";
 
 export const TEMPLATE_DB = "spm_test_template";
 
@@ -24,6 +26,7 @@ let embedded: EmbeddedDatabase | undefined;
 let dir: string | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
+  await buildWorker();
   let serverUrl = process.env.DATABASE_URL;
   if (!serverUrl) {
     dir = mkdtempSync(join(tmpdir(), "spm-test-pg-"));

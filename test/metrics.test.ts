@@ -280,7 +280,7 @@ describe("worker metric hooks", () => {
     events.leaseLost!([1, 2, 99]);
     events.applied!([]);
     events.applied!([completion({ id: 5, from: "checking_licence", to: "requested", errorCode: "circuit_open" })]);
-    m.rescued([{ from_status: "scanning" }, { from_status: "scanning" }]);
+    m.rescued([{ from_status: "scanning", n: 1 }, { from_status: "scanning", n: 1 }]);
 
     expect(seen).toEqual([1, 2, 99]);
     expect(await metricValue(registry, "spm_worker_claimed_total", { stage: "download" })).toBe(1);

@@ -79,7 +79,8 @@ describe("queue SQL", () => {
     expect(stuck.length).toBeGreaterThan(0);
     await t.db.package.update({ where: { id: stuck[0]!.id }, data: { attempts: 4 } });
     const reset = await resetStuck(t.db, { stuckSeconds: 60, maxAttempts: 5, limit: 1000, queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES] });
-    expect(reset).toHaveLength(stuck.length);
+    expect(reset.reduce((n, g) => n + g.n, 0)).toBe(stuck.length);
+    expect(reset.flatMap((g) => g.sample_ids).sort()).toEqual(stuck.map((r) => r.id).sort());
     const first = await t.db.package.findUniqueOrThrow({ where: { id: stuck[0]!.id } });
     expect(first.status).toBe("failed");
     expect(first.lastErrorCode).toBe("lease_expired");

@@ -3,8 +3,8 @@
  * content store: only approved versions are listed and served, everything else is refused with its
  * reason, on the packument and on the tarball.
  */
-import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync, unlinkSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -19,6 +19,7 @@ import type { PackageStatus } from "../src/queue/states.ts";
 import { vulnerableVersions } from "../src/registry/audit.ts";
 import { NameCache } from "../src/registry/cache.ts";
 import { parseRegistryPath } from "../src/registry/paths.ts";
+import { TarballCache, TarballIntegrityError, verifyingStream } from "../src/registry/tarball-cache.ts";
 import { ContentStore } from "../src/store/content-store.ts";
 import { buildTestApp, type TestApp } from "./support/app.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
@@ -307,7 +308,7 @@ describe("tarballs", () => {
     expect((await get("/npm/left-pad/-/left-pad-latest.tgz")).statusCode).toBe(404);
   });
 
-  it("answers 500 (and says so) when an approved version's tarball is missing from the store", async () => {
+  it("answers 500 (and says so) when an approved version's tarball is missing from the store (and not in its cache)", async () => {
     const [row] = await t.db.$queryRaw<{ key: string }[]>`
       SELECT results->'download'->>'storageKey' AS key FROM package WHERE name = 'lodash' AND version = '4.17.21'`;
     const path = store.path(row!.key);
@@ -321,6 +322,252 @@ describe("tarballs", () => {
       await store.write(Readable.from([bytes]), 10 * 1024 * 1024);
     }
     expect((await get("/npm/lodash/-/lodash-4.17.21.tgz")).statusCode).toBe(200);
+  });
+});
+
+describe("tarball cache", () => {
+  /** An approved version whose "tarball" is `bytes` (any bytes: the route does not unpack them). */
+  async function seedBytes(name: string, version: string, bytes: Buffer): Promise<{ id: number; path: string }> {
+    const { blob } = await store.write(Readable.from([bytes]), 10 * 1024 * 1024);
+    const download = { storageKey: blob.key, size: blob.size, integrity: blob.integrity, shasum: blob.sha1 };
+    const results = JSON.stringify({ manifest: { name, version, license: "MIT" }, download });
+    const [row] = await t.db.$queryRaw<{ id: number }[]>`
+      INSERT INTO package (name, version, status, results) VALUES (${name}, ${version}, 'approved', ${results}::jsonb) RETURNING id`;
+    return { id: row!.id, path: store.path(blob.key) };
+  }
+  const restore = (bytes: Buffer) => store.write(Readable.from([bytes]), 10 * 1024 * 1024);
+  /** The same bytes with one byte changed (same length). */
+  const corrupted = (bytes: Buffer) => {
+    const bad = Buffer.from(bytes);
+    bad[bad.length >> 1] = bad[bad.length >> 1]! ^ 0xff;
+    return bad;
+  };
+
+  it("serves a cached tarball with identical bytes and headers without reading the store again; 304 for its ETag", async () => {
+    const bytes = randomBytes(20_000);
+    const { path } = await seedBytes("cached-pkg", "1.0.0", bytes);
+    const url = "/npm/cached-pkg/-/cached-pkg-1.0.0.tgz";
+    const first = await get(url);
+    expect(first.statusCode).toBe(200);
+    expect(first.rawPayload.equals(bytes)).toBe(true);
+    unlinkSync(path); // from now on only the cache has the bytes
+    try {
+      const again = await get(url);
+      expect(again.statusCode).toBe(200);
+      expect(again.rawPayload.equals(bytes)).toBe(true);
+      for (const h of ["content-type", "content-length", "etag", "cache-control"]) expect(again.headers[h], h).toBe(first.headers[h]);
+      expect(again.headers["content-type"]).toBe("application/octet-stream");
+      expect(again.headers["content-length"]).toBe(String(bytes.length));
+      expect(again.headers["cache-control"]).toBe("private, no-cache");
+      const etag = again.headers.etag as string;
+      expect(etag).toMatch(/^"[0-9a-f]{40}"$/);
+
+      const notModified = await get(url, { "if-none-match": etag });
+      expect(notModified.statusCode).toBe(304);
+      expect(notModified.rawPayload.length).toBe(0);
+      expect(notModified.headers.etag).toBe(etag);
+      expect((await get(url, { "if-none-match": '"0000"' })).statusCode).toBe(200);
+    } finally {
+      await restore(bytes);
+    }
+  });
+
+  it("stops serving a tarball soon after its approval is revoked (the revocation's NOTIFY), and never serves it again", async () => {
+    const bytes = randomBytes(10_000);
+    const { id } = await seedBytes("revoked-pkg", "1.0.0", bytes);
+    const url = "/npm/revoked-pkg/-/revoked-pkg-1.0.0.tgz";
+    for (let i = 0; i < 3; i++) expect((await get(url)).statusCode).toBe(200); // lookup and bytes cached
+    const etag = (await get(url)).headers.etag as string;
+
+    const revoke = await app.inject({
+      method: "POST",
+      url: "/api/approver/packages/batch-reject",
+      headers: ta.auth("approver"),
+      payload: { package_ids: [id], comment: "revoked in a test" },
+    });
+    expect(revoke.statusCode, revoke.body).toBe(200);
+    expect(revoke.json()).toMatchObject({ rejected: 1 });
+    const revokedAt = performance.now();
+    let res = await get(url);
+    while (res.statusCode === 200 && performance.now() - revokedAt < 2_000) {
+      await new Promise((r) => setTimeout(r, 10));
+      res = await get(url);
+    }
+    // the documented bound: until the NOTIFY arrives (milliseconds on a live LISTEN connection)
+    expect(performance.now() - revokedAt).toBeLessThan(2_000);
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toEqual({ error: "revoked-pkg@1.0.0 is rejected: revoked in a test" });
+    for (let i = 0; i < 10; i++) expect((await get(url)).statusCode).toBe(403);
+    const conditional = await get(url, { "if-none-match": etag });
+    expect(conditional.statusCode).toBe(403);
+  });
+
+  it("refuses a corrupted store file with 500 and a clear message, and does not cache it", async () => {
+    const bytes = randomBytes(30_000);
+    const { path } = await seedBytes("corrupt-pkg", "1.0.0", bytes);
+    const url = "/npm/corrupt-pkg/-/corrupt-pkg-1.0.0.tgz";
+    writeFileSync(path, corrupted(bytes));
+    for (let i = 0; i < 2; i++) {
+      const res = await get(url);
+      expect(res.statusCode).toBe(500);
+      expect(res.json()).toEqual({
+        error:
+          "corrupt-pkg@1.0.0 is approved but its stored tarball does not match its recorded integrity (the gate's store is corrupted); not served; tell an admin",
+      });
+    }
+    writeFileSync(path, bytes); // repaired: served, with the right bytes (nothing bad was kept)
+    const res = await get(url);
+    expect(res.statusCode).toBe(200);
+    expect(res.rawPayload.equals(bytes)).toBe(true);
+ 
+    // a row whose integrity names other bytes than its store key is refused the same way
+    await t.db.$executeRaw`UPDATE package SET results = jsonb_set(results, '{download,integrity}', to_jsonb(${sri512(randomBytes(8))}::text))
+      WHERE name = 'corrupt-pkg' AND version = '1.0.0'`;
+    await t.db.$executeRaw`SELECT pg_notify('spm_registry', 'corrupt-pkg')`;
+    let status = 200;
+    for (let i = 0; i < 50 && status === 200; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      status = (await get(url)).statusCode;
+    }
+    expect(status).toBe(500);
+    expect(((await get(url)).json() as { error: string }).error).toMatch(/^corrupt-pkg@1\.0\.0 is approved but its stored tarball does not match its recorded integrity/);
+  });
+
+  it("keeps at most REGISTRY_TARBALL_CACHE_MB of tarballs, evicting the least recently used", async () => {
+    // 32,086 bytes: room for 8 tarballs of 4,000 bytes (each at most an eighth of the cache)
+    const small = await buildTestApp(t.db, { DATABASE_URL: t.url, STORAGE_DIR: storageDir, REGISTRY_TARBALL_CACHE_MB: "0.0306" });
+    const blobs: { bytes: Buffer; path: string }[] = [];
+    try {
+      for (let v = 1; v <= 10; v++) {
+        const bytes = randomBytes(4_000);
+        blobs.push({ bytes, ...(await seedBytes("lru-pkg", `1.0.${v}`, bytes)) });
+      }
+      const fetch = (v: number) => get(`/npm/lru-pkg/-/lru-pkg-1.0.${v}.tgz`, {}, small.app);
+      for (let v = 1; v <= 8; v++) expect((await fetch(v)).statusCode).toBe(200);
+      expect((await fetch(1)).statusCode).toBe(200); // 1 becomes the most recently used
+      expect((await fetch(9)).statusCode).toBe(200); // evicts 2
+      expect((await fetch(10)).statusCode).toBe(200); // evicts 3
+      for (const v of [1, 2, 3, 10]) unlinkSync(blobs[v - 1]!.path);
+      for (const v of [1, 10]) {
+        const res = await fetch(v);
+        expect(res.statusCode, `1.0.${v}`).toBe(200);
+        expect(res.rawPayload.equals(blobs[v - 1]!.bytes)).toBe(true);
+      }
+      for (const v of [2, 3]) {
+        const res = await fetch(v);
+        expect(res.statusCode, `1.0.${v}`).toBe(500);
+        expect((res.json() as { error: string }).error).toMatch(/tarball is missing from the gate's store/);
+      }
+    } finally {
+      await small.app.close();
+      for (const b of blobs) await restore(b.bytes);
+    }
+  });
+
+  it("streams tarballs it does not cache, and cuts a corrupted one short instead of sending it whole", async () => {
+    const off = await buildTestApp(t.db, { DATABASE_URL: t.url, STORAGE_DIR: storageDir, REGISTRY_TARBALL_CACHE_MB: "0" });
+    const bytes = randomBytes(200_000);
+    const { path } = await seedBytes("streamed-pkg", "1.0.0", bytes);
+    const url = "/npm/streamed-pkg/-/streamed-pkg-1.0.0.tgz";
+    try {
+      const res = await get(url, {}, off.app);
+      expect(res.statusCode).toBe(200);
+      expect(res.headers["content-length"]).toBe(String(bytes.length));
+      expect(res.rawPayload.equals(bytes)).toBe(true);
+      writeFileSync(path, corrupted(bytes));
+      // the status line and the first chunks are out before the last chunk is hashed: the response
+      // is destroyed, so the client sees a body shorter than its content-length
+      await expect(get(url, {}, off.app)).rejects.toThrow(/response destroyed before completion/);
+    } finally {
+      await off.app.close();
+      await restore(bytes);
+    }
+  });
+});
+
+describe("TarballCache", () => {
+  const blob = (n: number) => {
+    const bytes = randomBytes(n);
+    const integrity = sri512(bytes);
+    return { bytes, integrity, key: ContentStore.keyOf(integrity)! };
+  };
+
+  it("holds at most maxBytes, evicts the least recently used, and keeps nothing larger than maxEntryBytes", async () => {
+    const cache = new TarballCache({ maxBytes: 1_000, maxEntryBytes: 400 });
+    const [a, b, c, d, big] = [blob(300), blob(300), blob(300), blob(300), blob(401)];
+    for (const x of [a, b, c]) expect((await cache.load(x!.key, x!.integrity, async () => x!.bytes)).equals(x!.bytes)).toBe(true);
+    expect(cache.bytes).toBe(900);
+    expect(cache.get(a!.key)?.equals(a!.bytes)).toBe(true); // a is now the most recent
+    await cache.load(d!.key, d!.integrity, async () => d!.bytes);
+    expect(cache.bytes).toBeLessThanOrEqual(1_000);
+    expect([a, b, c, d].map((x) => cache.has(x!.key))).toEqual([true, false, true, true]);
+    expect(cache.evictions).toBe(1);
+    expect(cache.fits(big!.bytes.length)).toBe(false);
+    expect((await cache.load(big!.key, big!.integrity, async () => big!.bytes)).equals(big!.bytes)).toBe(true);
+    expect(cache.has(big!.key)).toBe(false);
+    expect(new TarballCache({ maxBytes: 0 }).fits(1)).toBe(false);
+  });
+
+  it("verifies bytes before keeping them, and shares one read between concurrent loads", async () => {
+    const cache = new TarballCache({ maxBytes: 10_000 });
+    const x = blob(500);
+    await expect(cache.load(x.key, x.integrity, async () => Buffer.concat([x.bytes.subarray(1), Buffer.from([0])]))).rejects.toBeInstanceOf(
+      TarballIntegrityError,
+    );
+    expect(cache.has(x.key)).toBe(false);
+    const other = blob(10);
+    await expect(cache.load(x.key, other.integrity, async () => x.bytes)).rejects.toThrow(/does not name this store key/);
+    let reads = 0;
+    const read = async () => {
+      reads++;
+      await new Promise((r) => setTimeout(r, 10));
+      return x.bytes;
+    };
+    const loaded = await Promise.all([cache.load(x.key, x.integrity, read), cache.load(x.key, x.integrity, read)]);
+    expect(reads).toBe(1);
+    expect(loaded.every((b) => b.equals(x.bytes))).toBe(true);
+    expect(cache.get(x.key)?.equals(x.bytes)).toBe(true);
+  });
+
+  it("streams through verifyingStream only bytes that hash right", async () => {
+    const x = blob(100_000);
+    const chunks = (b: Buffer) => Readable.from([b.subarray(0, 30_000), b.subarray(30_000, 60_000), b.subarray(60_000)]);
+    const passed: Buffer[] = [];
+    for await (const c of chunks(x.bytes).pipe(verifyingStream(x.key, () => undefined))) passed.push(c as Buffer);
+    expect(Buffer.concat(passed).equals(x.bytes)).toBe(true);
+    const bad = Buffer.from(x.bytes);
+    bad[10] = bad[10]! ^ 1;
+    const got: Buffer[] = [];
+    const mismatches: Error[] = [];
+    const run = async () => {
+      for await (const c of chunks(bad).pipe(verifyingStream(x.key, (e) => mismatches.push(e)))) got.push(c as Buffer);
+    };
+    await expect(run()).rejects.toBeInstanceOf(TarballIntegrityError);
+    expect(mismatches).toHaveLength(1);
+    expect(Buffer.concat(got).length).toBeLessThan(bad.length);
+  });
+});
+
+describe("version lookups in NameCache", () => {
+  it("forgets every key of a group when the group's name is invalidated", async () => {
+    const cache = new NameCache<number>();
+    const load = (value: number) => async () => ({ value, ttlMs: 60_000 });
+    expect(await cache.get("a@1.0.0", load(1), "a")).toBe(1);
+    expect(await cache.get("a@2.0.0", load(2), "a")).toBe(2);
+    expect(await cache.get("ab@1.0.0", load(3), "ab")).toBe(3);
+    expect(await cache.get("a@1.0.0", load(9), "a")).toBe(1);
+    cache.invalidate("a");
+    expect(await cache.get("a@1.0.0", load(4), "a")).toBe(4);
+    expect(await cache.get("a@2.0.0", load(5), "a")).toBe(5);
+    expect(await cache.get("ab@1.0.0", load(9), "ab")).toBe(3);
+    // a load in flight when its group is invalidated is not kept
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const pending = cache.get("b@1.0.0", async () => (await gate, { value: 6, ttlMs: 60_000 }), "b");
+    cache.invalidate("b");
+    release();
+    expect(await pending).toBe(6);
+    expect(await cache.get("b@1.0.0", load(7), "b")).toBe(7);
   });
 });
 
@@ -374,6 +621,20 @@ describe("auth", () => {
     }
   });
 
+  it("stops accepting a token that verified before once it expires (the verified-token memo ends at exp)", async () => {
+    const token = app.jwt.sign({ sub: "1", name: "user1", role: "user" }, { expiresIn: "2s" });
+    const exp = (app.jwt.decode(token) as { exp: number }).exp;
+    const headers = { authorization: `Bearer ${token}` };
+    for (let i = 0; i < 2; i++) expect((await app.inject({ method: "GET", url: "/npm/-/whoami", headers })).json()).toEqual({ username: "user1" });
+    expect((await app.inject({ method: "GET", url: "/npm/left-pad", headers })).statusCode).toBe(200);
+    await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 20));
+    for (const url of ["/npm/left-pad", "/npm/-/whoami"]) {
+      const res = await app.inject({ method: "GET", url, headers });
+      expect(res.statusCode).toBe(401);
+      expect((res.json() as { error: string }).error).toMatch(/^the token has expired/);
+    }
+  });
+
   it("reports an expired token as expired", async () => {
     const expired = app.jwt.sign({ sub: "1", name: "user1", role: "user" }, { expiresIn: -10 });
     const res = await app.inject({ method: "GET", url: "/npm/left-pad", headers: { authorization: `Bearer ${expired}` } });
@@ -395,33 +656,51 @@ describe("cache invalidation", () => {
       }
       return versions;
     };
+    const tarballStatus = async () => (await get("/npm/lodash/-/lodash-4.17.15.tgz")).statusCode;
+    const eventuallyStatus = async (wanted: number) => {
+      let status = 0;
+      for (let i = 0; i < 50; i++) {
+        status = await tarballStatus();
+        if (status === wanted) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return status;
+    };
     expect(await versionsOf()).toEqual(["4.17.21"]);
-    // an admin override behind the cache's back: the packument is still served from the cache …
+    expect(await tarballStatus()).toBe(403);
+    // an admin override behind the cache's back (no NOTIFY): the packument and the tarball's lookup
+    // are still served from the cache …
     await t.db.$executeRaw`UPDATE package SET status = 'approved', reason_code = NULL, reason_message = NULL, updated_at = now()
       WHERE name = 'lodash' AND version = '4.17.15'`;
     expect(await versionsOf()).toEqual(["4.17.21"]);
-    // … while the tarball is checked against the row every time
-    expect((await get("/npm/lodash/-/lodash-4.17.15.tgz")).statusCode).toBe(200);
+    expect(await tarballStatus()).toBe(403);
+    // … until the NOTIFY that every approval and revocation sends
     await t.db.$executeRaw`SELECT pg_notify('spm_registry', 'lodash')`;
     expect(await eventually(["4.17.15", "4.17.21"])).toEqual(["4.17.15", "4.17.21"]);
     expect(((await get("/npm/lodash")).json() as Json)["dist-tags"]).toEqual({ latest: "4.17.21" });
+    expect(await eventuallyStatus(200)).toBe(200);
 
-    // revocation: rejected + notify → gone from the packument, refused on the tarball at once
+    // revocation: the tarball is refused once the NOTIFY arrives (the real revocation sends it in its
+    // own transaction; see "tarball cache" below)
     await t.db.$executeRaw`UPDATE package SET status = 'rejected', reason_code = 'rejected_by_reviewer',
       reason_message = 'approval revoked: see GHSA-p6mc-m468-83gw', updated_at = now() WHERE name = 'lodash' AND version = '4.17.15'`;
-    const tgz = await get("/npm/lodash/-/lodash-4.17.15.tgz");
-    expect(tgz.statusCode).toBe(403);
-    expect(tgz.json()).toEqual({ error: "lodash@4.17.15 is rejected: approval revoked: see GHSA-p6mc-m468-83gw" });
+    expect(await tarballStatus()).toBe(200); // cached: no NOTIFY yet
     await t.db.$executeRaw`SELECT pg_notify('spm_registry', 'lodash')`;
+    expect(await eventuallyStatus(403)).toBe(403);
+    const tgz = await get("/npm/lodash/-/lodash-4.17.15.tgz");
+    expect(tgz.json()).toEqual({ error: "lodash@4.17.15 is rejected: approval revoked: see GHSA-p6mc-m468-83gw" });
     expect(await eventually(["4.17.21"])).toEqual(["4.17.21"]);
   });
 
   it("drops the whole cache when the LISTEN connection is lost (notifications may have been missed), then caches again", async () => {
     const versionsOf = async () => Object.keys(((await get("/npm/@acme/widget")).json() as { versions: Json }).versions);
+    const tarballStatus = async () => (await get("/npm/@acme/widget/-/widget-1.1.0.tgz")).statusCode;
     expect(await versionsOf()).toEqual(["1.0.0", "1.1.0", "1.2.0-rc.1"]);
+    expect(await tarballStatus()).toBe(200);
     await t.db.$executeRaw`UPDATE package SET status = 'rejected', reason_code = 'rejected_by_reviewer', reason_message = 'revoked'
       WHERE name = '@acme/widget' AND version = '1.1.0'`;
     expect(await versionsOf()).toEqual(["1.0.0", "1.1.0", "1.2.0-rc.1"]); // cached, and no NOTIFY was sent
+    expect(await tarballStatus()).toBe(200);
     const killed = await t.db.$queryRaw<{ pid: number }[]>`
       SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN "spm_registry"'`;
     expect(killed).toHaveLength(1);
@@ -433,6 +712,7 @@ describe("cache invalidation", () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(versions).toEqual(["1.0.0", "1.2.0-rc.1"]);
+    expect(await tarballStatus()).toBe(403); // the tarball's lookup was dropped with the rest
     // reconnected: a new LISTEN session, and NOTIFY works again
     let sessions: { pid: number }[] = [];
     for (let i = 0; i < 100 && sessions.length === 0; i++) {

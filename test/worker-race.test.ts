@@ -56,7 +56,7 @@ describe.each([2, 4])("%i workers racing", (workers) => {
   });
 
   it("shared the work between the workers", async () => {
-    const actors = await t.db.$queryRaw<{ actor: string }[]>`SELECT DISTINCT actor FROM package_event WHERE reason = 'claimed'`;
+    const actors = await t.db.$queryRaw<{ actor: string }[]>`SELECT DISTINCT actor FROM package_event WHERE from_status = 'checking_licence'`;
     expect(actors.length).toBeGreaterThan(1);
   });
 

@@ -1,6 +1,11 @@
 /**
  * Bearer JWT auth (HS256 only, `JWT_SECRET`): tokens carry `sub` (user id), `name`, `role` and `exp`.
  * `app.authenticate` verifies; `app.requireRole(role)` also checks the role (403 otherwise).
+ *
+ * A token that verified is remembered (by its exact Authorization header) until it expires, so the
+ * many requests of one install (`/npm/` packuments and tarballs) do not each decode the token and
+ * compute its HMAC again: the tokens accepted are exactly those the verifier accepts (an entry is
+ * used only before the token's `exp`; failures are never remembered and are verified every time).
  */
 import fastifyJwt from "@fastify/jwt";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -28,13 +33,26 @@ declare module "fastify" {
   }
 }
 
+/** Verified Authorization headers kept (oldest dropped first beyond this). */
+const MAX_VERIFIED = 10_000;
+
 export default fp(async function auth(app: FastifyInstance, opts: { secret: string; ttl: string }) {
   await app.register(fastifyJwt, {
     secret: opts.secret,
     sign: { algorithm: "HS256", expiresIn: opts.ttl },
     verify: { algorithms: ["HS256"] },
   });
+  const verified = new Map<string, { user: FastifyRequest["user"]; expiresAtMs: number }>();
   const authenticate = async (request: FastifyRequest) => {
+    const header = request.headers.authorization;
+    const known = header === undefined ? undefined : verified.get(header);
+    if (known) {
+      if (Date.now() < known.expiresAtMs) {
+        request.user = { ...known.user };
+        return;
+      }
+      verified.delete(header!);
+    }
     try {
       await request.jwtVerify();
     } catch (err) {
@@ -51,6 +69,11 @@ export default fp(async function auth(app: FastifyInstance, opts: { secret: stri
       !["user", "approver", "admin"].includes(u.role)
     ) {
       throw new AppError("unauthorized", "token is missing claims");
+    }
+    // only tokens whose validity is a plain time window ending at `exp` (ours: no nbf)
+    if (header !== undefined && typeof u.exp === "number" && (u as { nbf?: unknown }).nbf === undefined) {
+      if (verified.size >= MAX_VERIFIED) verified.delete(verified.keys().next().value!);
+      verified.set(header, { user: { ...u }, expiresAtMs: u.exp * 1000 });
     }
   };
   app.decorate("authenticate", authenticate);

@@ -10,11 +10,19 @@
  * missed), nothing is cached while it is down, and entries expire after 60 s anyway (5 s when a
  * version of the name is in the pipeline, awaiting review or failed: those moves are not notified,
  * and the refusal texts in `policyRestrictions` would go stale). Names with nothing to serve are
- * never cached. Tarball requests always check the version's row (one indexed read): a revocation
- * is never served from a stale cache.
+ * never cached.
+ *
+ * Tarballs: whether `name@version` may be served (its status, store key and integrity) is cached the
+ * same way, per version in the group of its name: the same NOTIFY that changes the packument (sent
+ * in the transaction that approves a version or revokes an approval) forgets it, nothing is cached
+ * while LISTEN is down, approved and rejected versions are kept 60 s at most, versions whose state
+ * may move without a notification 5 s, unknown versions not at all. The bytes come from an LRU of
+ * tarball bytes keyed by store key (REGISTRY_TARBALL_CACHE_MB; see src/registry/tarball-cache.ts),
+ * loaded from the content store and checked against the recorded integrity before they are kept;
+ * tarballs too large for it are streamed from the store through an integrity check.
  */
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { promisify } from "node:util";
 import { gunzip } from "node:zlib";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -34,9 +42,10 @@ import {
   storedTarball,
   versionDocument,
 } from "../../src/registry/packument.ts";
-import { parseRegistryPath } from "../../src/registry/paths.ts";
+import { parseRegistryPath, type RegistryPath } from "../../src/registry/paths.ts";
 import { distTagPins, namesWithAdvisories, packageRow, packageRows } from "../../src/registry/queries.ts";
-import { notRequested, refusalOf, type Refusal } from "../../src/registry/refusal.ts";
+import { isInProgress, notRequested, refusalOf, type Refusal } from "../../src/registry/refusal.ts";
+import { TarballCache, TarballIntegrityError, verifyingStream } from "../../src/registry/tarball-cache.ts";
 import { ContentStore } from "../../src/store/content-store.ts";
 import type { AppDeps } from "../app.ts";
 import { isDatabaseDown } from "../plugins/errors.ts";
@@ -51,6 +60,16 @@ const VOLATILE_TTL_MS = 5_000;
 const MAX_AUDIT_BODY = 16 * 1024 * 1024;
 const MAX_AUDIT_JSON = 128 * 1024 * 1024;
 const AUDIT_CONCURRENCY = 8;
+const MAX_PARSED_PATHS = 10_000;
+
+/** Whether `name@version` may be downloaded, and where its bytes are. */
+type TarballLookup =
+  | { kind: "approved"; storageKey: string; integrity: string; etag: string }
+  | { kind: "refused"; refusal: Refusal }
+  /** approved, but the row records no stored tarball */
+  | { kind: "unstored" }
+  /** approved, but its stored bytes (or the row's record of them) fail the integrity check */
+  | { kind: "corrupted" };
 
 export default async function registryRoutes(app: FastifyInstance, deps: AppDeps) {
   await app.register(npmRegistry, { ...deps, prefix: PREFIX });
@@ -58,30 +77,42 @@ export default async function registryRoutes(app: FastifyInstance, deps: AppDeps
 
 async function npmRegistry(app: FastifyInstance, { db, config }: AppDeps) {
   const cache = new NameCache<PackumentEntry>();
+  const lookups = new NameCache<TarballLookup>({ maxEntries: 50_000 });
+  const tarballs = new TarballCache({ maxBytes: config.REGISTRY_TARBALL_CACHE_MB * 1024 * 1024 });
   let store: ContentStore | null = null;
   const contentStore = () => (store ??= new ContentStore(config.STORAGE_DIR));
 
   // --- cache invalidation: one LISTEN connection for the process --------------------------------
-  cache.enabled = false;
+  const caches = [cache, lookups];
+  for (const c of caches) c.enabled = false;
   if (config.DATABASE_URL) {
     const listener = new PgListener({
       url: config.DATABASE_URL,
       channel: REGISTRY_CHANNEL,
       log: app.log,
-      onNotify: (name) => (name ? cache.invalidate(name) : cache.clear()),
+      onNotify: (name) => {
+        for (const c of caches) {
+          if (name) c.invalidate(name);
+          else c.clear();
+        }
+      },
       onConnect: () => {
-        cache.clear();
-        cache.enabled = true;
+        for (const c of caches) {
+          c.clear();
+          c.enabled = true;
+        }
       },
       onDisconnect: () => {
-        cache.enabled = false;
-        cache.clear();
+        for (const c of caches) {
+          c.enabled = false;
+          c.clear();
+        }
       },
     });
     await listener.start();
     app.addHook("onClose", async () => listener.close());
   } else {
-    app.log.info("no DATABASE_URL for a LISTEN connection: registry packuments are not cached");
+    app.log.info("no DATABASE_URL for a LISTEN connection: registry packuments and version lookups are not cached");
   }
 
   // --- errors in npm's shape -----------------------------------------------------------------------
@@ -270,6 +301,80 @@ async function npmRegistry(app: FastifyInstance, { db, config }: AppDeps) {
     return { value: new PackumentEntry(model), ttlMs };
   };
 
+  const loadLookup = async (name: string, version: string): Promise<{ value: TarballLookup; ttlMs: number }> => {
+    const row = await packageRow(db, name, version);
+    if (!row) return { value: { kind: "refused", refusal: notRequested(name, version) }, ttlMs: 0 };
+    if (row.status !== "approved") {
+      const volatile = isInProgress(row.status) || row.status === "pending_approval" || row.status === "failed";
+      return { value: { kind: "refused", refusal: refusalOf(name, row) }, ttlMs: volatile ? VOLATILE_TTL_MS : TTL_MS };
+    }
+    const stored = storedTarball(row.download);
+    if (!stored) return { value: { kind: "unstored" }, ttlMs: 0 };
+    // cached bytes are found by store key and vouched for by the integrity: the two must agree
+    if (ContentStore.keyOf(stored.integrity) !== stored.storageKey) return { value: { kind: "corrupted" }, ttlMs: 0 };
+    const etag = `"${stored.storageKey.slice(0, 40)}"`;
+    return { value: { kind: "approved", storageKey: stored.storageKey, integrity: stored.integrity, etag }, ttlMs: TTL_MS };
+  };
+
+  const tarballHeaders = (reply: FastifyReply, etag: string) =>
+    reply.header("cache-control", "private, no-cache").header("etag", etag).type("application/octet-stream");
+
+  const tarballMissing = (request: FastifyRequest, reply: FastifyReply, name: string, version: string, key: string | null) => {
+    request.log.error({ name, version, key }, "approved version has no stored tarball");
+    return npmError(reply, 500, `${name}@${version} is approved but its tarball is missing from the gate's store; tell an admin`);
+  };
+
+  const tarballCorrupted = (request: FastifyRequest, reply: FastifyReply, name: string, version: string, err: Error | null) => {
+    request.log.error({ err, name, version }, "stored tarball does not match its recorded integrity; refused");
+    return npmError(
+      reply,
+      500,
+      `${name}@${version} is approved but its stored tarball does not match its recorded integrity (the gate's store is corrupted); not served; tell an admin`,
+    );
+  };
+
+  const sendTarball = async (request: FastifyRequest, reply: FastifyReply, name: string, version: string) => {
+    const found = await lookups.get(`${name}@${version}`, () => loadLookup(name, version), name);
+    if (found.kind === "refused") return refuse(reply, found.refusal);
+    if (found.kind === "unstored") return tarballMissing(request, reply, name, version, null);
+    if (found.kind === "corrupted") return tarballCorrupted(request, reply, name, version, null);
+    const { storageKey, integrity, etag } = found;
+    // the ETag names the content: a client holding it has these very bytes
+    if (etagMatches(request.headers["if-none-match"], etag)) return tarballHeaders(reply, etag).code(304).send();
+    let bytes = tarballs.get(storageKey);
+    if (!bytes) {
+      const file = contentStore().path(storageKey);
+      const info = await stat(file).catch(() => null);
+      if (!info?.isFile()) return tarballMissing(request, reply, name, version, storageKey);
+      if (!tarballs.fits(info.size)) {
+        const verified = createReadStream(file).pipe(
+          verifyingStream(storageKey, (err) => request.log.error({ err, name, version, key: storageKey }, "stored tarball is corrupted; response cut short")),
+        );
+        return tarballHeaders(reply, etag).header("content-length", info.size).send(verified);
+      }
+      try {
+        bytes = await tarballs.load(storageKey, integrity, () => readFile(file));
+      } catch (err) {
+        if (err instanceof TarballIntegrityError) return tarballCorrupted(request, reply, name, version, err);
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") return tarballMissing(request, reply, name, version, storageKey);
+        throw err;
+      }
+    }
+    return tarballHeaders(reply, etag).header("content-length", bytes.length).send(bytes);
+  };
+
+  /** parseRegistryPath, remembered for the paths seen last (an install asks for the same ones again and again). */
+  const parsed = new Map<string, RegistryPath>();
+  const parsePath = (rest: string): RegistryPath => {
+    let target = parsed.get(rest);
+    if (target === undefined) {
+      target = parseRegistryPath(rest);
+      if (parsed.size >= MAX_PARSED_PATHS) parsed.delete(parsed.keys().next().value!);
+      parsed.set(rest, target);
+    }
+    return target;
+  };
+
   const sendDocument = (request: FastifyRequest, reply: FastifyReply, doc: ReturnType<PackumentEntry["document"]>) => {
     reply
       .header("etag", doc.etag)
@@ -303,27 +408,10 @@ async function npmRegistry(app: FastifyInstance, { db, config }: AppDeps) {
     },
     async (request, reply) => {
       const path = request.url.split("?")[0]!;
-      const target = parseRegistryPath(path.slice(PREFIX.length + 1));
+      const target = parsePath(path.slice(PREFIX.length + 1));
       if (target.kind === "invalid") return npmError(reply, 404, target.message);
 
-      if (target.kind === "tarball") {
-        const row = await packageRow(db, target.name, target.version);
-        if (!row) return refuse(reply, notRequested(target.name, target.version));
-        if (row.status !== "approved") return refuse(reply, refusalOf(target.name, row));
-        const tarball = storedTarball(row.download);
-        const file = tarball ? contentStore().path(tarball.storageKey) : null;
-        const info = file ? await stat(file).catch(() => null) : null;
-        if (!file || !info?.isFile()) {
-          request.log.error({ name: target.name, version: target.version, key: tarball?.storageKey }, "approved version has no stored tarball");
-          return npmError(reply, 500, `${target.name}@${target.version} is approved but its tarball is missing from the gate's store; tell an admin`);
-        }
-        return reply
-          .header("content-length", info.size)
-          .header("cache-control", "private, no-cache")
-          .header("etag", `"${tarball!.storageKey.slice(0, 40)}"`)
-          .type("application/octet-stream")
-          .send(createReadStream(file));
-      }
+      if (target.kind === "tarball") return sendTarball(request, reply, target.name, target.version);
 
       const entry = await cache.get(target.name, () => loadEntry(target.name));
       const model = entry.model;

@@ -9,6 +9,7 @@ import { makeWorkerUtils } from "graphile-worker";
 import pg from "pg";
 import type { DrainWorkerOptions, ToChild, ToParent } from "./drain-worker.ts";
 import { nowMs, ROOT, resetTables, seedPackages, settle, sleep } from "./lib.ts";
+import { bundle, WORKER_NODE_FLAGS } from "../build-worker.ts";
 
 export interface DrainSpec {
   mode: DrainWorkerOptions["mode"];
@@ -38,10 +39,24 @@ interface Proc {
   error: Promise<never>;
 }
 
-function startProc(opts: DrainWorkerOptions): Proc {
+/**
+ * Our processes (modes `ours` and `worker`) run as production runs the worker: drain-worker.ts built by
+ * scripts/build-worker.ts's bundler (plain JavaScript, no tsx loader), under WORKER_NODE_FLAGS.
+ * BENCH_WORKER_RUNTIME=tsx runs them from source under tsx instead (as before), e.g. to compare. The
+ * baselines (raw, graphile) run from source under tsx.
+ */
+let built: Promise<string> | null = null;
+async function benchWorkerCommand(mode: DrainWorkerOptions["mode"]): Promise<string[]> {
+  const source = ["--import", "tsx", join(ROOT, "scripts/bench/drain-worker.ts")];
+  if ((mode !== "ours" && mode !== "worker") || process.env.BENCH_WORKER_RUNTIME === "tsx") return source;
+  built ??= bundle("scripts/bench/drain-worker.ts", "dist/bench/drain-worker.mjs");
+  return [...WORKER_NODE_FLAGS, await built];
+}
+
+function startProc(opts: DrainWorkerOptions, command: string[]): Proc {
   // BENCH_WORKER_NODE_ARGS: extra node flags for the worker processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
   const extra = (process.env.BENCH_WORKER_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const child = spawn(process.execPath, [...extra, "--import", "tsx", join(ROOT, "scripts/bench/drain-worker.ts"), JSON.stringify(opts)], {
+  const child = spawn(process.execPath, [...extra, ...command, JSON.stringify(opts)], {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: "silent", NODE_ENV: "production" },
     stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -114,9 +129,13 @@ export async function runDrain(url: string, spec: DrainSpec, timeoutMs = 10 * 60
   const procs: Proc[] = [];
   try {
     await seed(c, url, spec);
+    const command = await benchWorkerCommand(spec.mode);
     for (let i = 0; i < spec.procs; i++) {
       procs.push(
-        startProc({ mode: spec.mode, url, batch: spec.batch, concurrency: spec.concurrency, stages: spec.stages, claims: spec.claims, rssEveryMs: spec.rssEveryMs }),
+        startProc(
+          { mode: spec.mode, url, batch: spec.batch, concurrency: spec.concurrency, stages: spec.stages, claims: spec.claims, rssEveryMs: spec.rssEveryMs },
+          command,
+        ),
       );
     }
     await Promise.race([Promise.all(procs.map((p) => p.ready)), ...procs.map((p) => p.error)]);

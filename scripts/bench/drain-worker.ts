@@ -8,13 +8,14 @@
  *   raw       a minimal FOR UPDATE SKIP LOCKED loop: `loops` concurrent loops, each claiming `batch`
  *             rows and completing them with one UPDATE … WHERE id = ANY(ids)
  *   graphile  graphile-worker's run() with a no-op task, `concurrency` jobs at once, local queue `batch`
+ *   worker    the real worker (createWorker, as worker/main.ts runs it) with no-op steps: drain-real-worker.ts
  */
 import type { Runner as GraphileRunner } from "graphile-worker";
 import pg from "pg";
 import type { RunnerStage } from "../../src/queue/runner.ts";
 
 export interface DrainWorkerOptions {
-  mode: "ours" | "raw" | "graphile";
+  mode: "ours" | "worker" | "raw" | "graphile";
   url: string;
   /** Rows per claim (ours: WORKER_MAX_PACKAGES_PER_CYCLE; graphile: local queue size, 1 = off). */
   batch: number;
@@ -180,7 +181,14 @@ async function graphile(): Promise<Contender> {
 }
 
 async function main(): Promise<void> {
-  const contender = opts.mode === "ours" ? await ours() : opts.mode === "raw" ? await raw() : await graphile();
+  const contender =
+    opts.mode === "ours"
+      ? await ours()
+      : opts.mode === "worker"
+        ? await (await import("./drain-real-worker.ts")).realWorker(opts, completed)
+        : opts.mode === "raw"
+          ? await raw()
+          : await graphile();
   const sampleEvery = opts.rssEveryMs ?? 100;
   let cpu0 = process.cpuUsage();
   const t0 = now();

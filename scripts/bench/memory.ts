@@ -1,8 +1,11 @@
 /**
- * Benchmark 6 — worker memory. 100,000 rows (× BENCH_SCALE) queued; one worker process
- * (drain-worker.ts: QueueRunner, no-op steps, batch 10, concurrency 100) drains them while it samples
- * its RSS every 100 ms. Reported: the peak RSS, and the slope of RSS against rows processed over the
- * steady part of the run (after the first 20 % of rows), in MiB per 100k rows.
+ * Benchmark 6 — worker memory. 100,000 rows (× BENCH_SCALE) queued; one worker process drains them
+ * while it samples its RSS every 100 ms. The process is the real worker as production runs it
+ * (drain-worker.ts mode `worker`: createWorker with its metrics, LISTEN connection, rescuer and audit
+ * sealer schedules; no-op steps; WORKER_CONCURRENCY 100, batch 10), bundled by scripts/build-worker.ts
+ * and started with WORKER_NODE_FLAGS (drain-run.ts). Reported: the peak RSS, and the slope of RSS
+ * against rows processed over the steady part of the run (after the first 20 % of rows), in MiB per
+ * 100k rows.
  * Baseline: the raw SKIP LOCKED loop process (10 loops × 10 rows) on the same rows.
  */
 import { runDrain } from "./drain-run.ts";
@@ -22,7 +25,7 @@ function analyse(samples: { t: number; rss: number; done: number }[], rows: numb
 
 export async function benchMemory(url: string): Promise<BenchResult[]> {
   const rows = scaled(100_000, 5_000);
-  const ours = await runDrain(url, { mode: "ours", batch: 10, concurrency: 100, procs: 1, rows, rssEveryMs: 100 });
+  const ours = await runDrain(url, { mode: "worker", batch: 10, concurrency: 100, procs: 1, rows, rssEveryMs: 100 });
   const raw = await runDrain(url, { mode: "raw", batch: 10, concurrency: 10, procs: 1, rows, rssEveryMs: 100 });
   const o = analyse(ours.rss[0]!, rows);
   const r = analyse(raw.rss[0]!, rows);

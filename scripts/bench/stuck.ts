@@ -70,13 +70,13 @@ export async function benchStuck(url: string): Promise<BenchResult[]> {
     })();
     await sleep(1_000);
     t0 = performance.now();
-    const { reset } = await rescueStuck(db, { stuckAfterSeconds: 30 * 60, maxAttempts: 5 });
+    const { count: resetCount } = await rescueStuck(db, { stuckAfterSeconds: 30 * 60, maxAttempts: 5 });
     const t1 = performance.now();
     await sleep(300);
     stop = true;
     await loop;
     const oursMs = t1 - t0;
-    if (reset.length !== n) throw new Error(`rescueStuck reset ${reset.length} rows, expected ${n}`);
+    if (resetCount !== n) throw new Error(`rescueStuck reset ${resetCount} rows, expected ${n}`);
     const { rows } = await c.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM package WHERE name LIKE 'stuck-%' AND status = ANY($1::package_status[])",
       [[...QUEUED_STATUSES]],

@@ -3,7 +3,7 @@
  *
  * Events are inserted by many concurrent transactions (every queue statement writes its own), so chaining
  * at insert time would serialise the whole queue on the chain head. Instead every worker schedules the
- * sealer (node-cron, AUDIT_SEAL_CRON) and a transaction-scoped advisory lock lets one run at a time.
+ * sealer (AUDIT_SEAL_CRON, node-cron) and a transaction-scoped advisory lock lets one run at a time.
  * Each batch, in one transaction: read the chain head (highest seal_seq), take the oldest unsealed
  * events visible now (`seal_seq IS NULL`, id order), give each the next seal_seq, prev_hash and hash
  * (src/audit/chain.ts), and write them in one UPDATE. An event whose transaction commits late (a lower
@@ -52,12 +52,11 @@ export async function sealBatch(sql: Sql, limit: number): Promise<{ sealed: numb
     // Someone altered the head; chaining onto it would hide that. `npm run audit:verify` reports it.
     throw new Error(`audit chain head (seal_seq ${last.seal_seq}, event ${last.id}) has no valid hash: not sealing; run npm run audit:verify`);
   }
-  // `ORDER BY seal_seq, id` (= id order here) walks the (seal_seq, id) index from its NULL end; `ORDER BY id`
-  // alone may walk the primary key through every sealed event first.
+  // Read in id order from the partial index of unsealed events (package_event_unsealed_idx).
   const rows = await sql.$queryRaw<EventContent[]>`
     SELECT ${EVENT_CONTENT_COLUMNS} FROM package_event e
     WHERE e.seal_seq IS NULL
-    ORDER BY e.seal_seq, e.id
+    ORDER BY e.id
     LIMIT ${limit}`;
   const head = last ? { sealSeq: last.seal_seq, hash: last.hash! } : null;
   if (rows.length === 0) return { sealed: 0, head };

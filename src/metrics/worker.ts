@@ -6,7 +6,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Logger } from "../logger.ts";
 import type { RunnerEvents } from "../queue/runner.ts";
-import type { ClaimedRow, Completion, ResetRow } from "../queue/sql.ts";
+import type { ClaimedRow, Completion, ResetGroup } from "../queue/sql.ts";
 import { STAGE_NAMES, stageByActive, type StageName } from "../queue/states.ts";
 import type { CircuitState } from "../upstream/circuit-breaker.ts";
 
@@ -44,7 +44,7 @@ export interface WorkerMetrics {
   /** Runner hooks that feed the counters and histograms; compose them with any others. */
   events: RunnerEvents;
   /** Count rows the stuck-row rescuer reset. */
-  rescued(rows: readonly Pick<ResetRow, "from_status">[]): void;
+  rescued(groups: readonly Pick<ResetGroup, "from_status" | "n">[]): void;
   /** Where the scrape-time gauges read from (the runner and breaker exist after the metrics). */
   bind(sources: WorkerMetricsSources): void;
 }
@@ -157,8 +157,8 @@ export function createWorkerMetrics(registry: Registry, log?: Logger): WorkerMet
   return {
     registry,
     events,
-    rescued: safe("rescued", (rows: readonly Pick<ResetRow, "from_status">[]) => {
-      for (const r of rows) rescuerReset.inc({ from_status: r.from_status });
+    rescued: safe("rescued", (groups: readonly Pick<ResetGroup, "from_status" | "n">[]) => {
+      for (const g of groups) rescuerReset.inc({ from_status: g.from_status }, g.n);
     }),
     bind(next) {
       sources = { ...sources, ...next };

@@ -54,7 +54,7 @@ export interface RunnerEvents {
 
 interface InFlight {
   row: ClaimedRow;
-  abort: AbortController;
+  abort: LazyAbort;
   done: boolean;
   /** The row no longer holds one of the `concurrency` step slots (its step has finished). */
   slotFreed: boolean;
@@ -256,37 +256,61 @@ export class QueueRunner<C extends StepContext = StepContext> {
 
   private run(row: ClaimedRow): void {
     const stage = this.byActive.get(row.status);
-    const abort = new AbortController();
-    const flight: InFlight = { row, abort, done: false, slotFreed: false };
+    const flight: InFlight = { row, abort: new LazyAbort(), done: false, slotFreed: false };
     this.inflight.set(row.id, flight);
     this.busy += 1;
-    const started = performance.now();
     this.opts.events?.stepStarted?.(row);
-    const log = lazyChild(this.opts.log, () => ({ packageId: row.id, pkg: `${row.name}@${row.version}`, stage: stage?.states.name }));
-    const execute = async (): Promise<StepOutcome> => {
+    void this.execute(flight, stage);
+  }
+
+  /**
+   * One row's step and the hand-over of its outcome: one async function per row (not a chain of
+   * `.then`s, each a promise and a closure), and the completer reports back through a callback.
+   */
+  private async execute(flight: InFlight, stage: RunnerStage<C> | undefined): Promise<void> {
+    const { row, abort } = flight;
+    const started = performance.now();
+    let log: Logger | null = null;
+    // The row's child logger, made on first use: most rows never log, and a pino child costs several µs.
+    const rowLog = () => (log ??= this.opts.log.child({ packageId: row.id, pkg: `${row.name}@${row.version}`, stage: stage?.states.name }));
+    let completion: Completion;
+    try {
       if (!stage) throw new StepError("step_error", `no step for status ${row.status}`);
-      return stage.step(row, this.opts.context(row, { log, signal: abort.signal }));
-    };
-    execute()
-      .then(
-        (outcome) => this.fromOutcome(row, stage!.states, outcome),
-        (err: unknown) => this.fromError(row, stage?.states, err, log),
-      )
-      .then(async (completion) => {
-        if (flight.done) return; // lease lost or shutting down: the result is discarded
-        flight.done = true;
-        // The step is over: its slot goes to the next row while the outcome waits for its batched write.
-        this.freeSlot(flight);
-        this.opts.events?.stepFinished?.(row, completion, performance.now() - started);
-        const applied = await this.completer.push(completion);
-        if (!applied) log.warn({ to: completion.to }, "lease lost before completion; result discarded");
-      })
-      .catch((err: unknown) => log.error({ err }, "step bookkeeping failed"))
-      .finally(() => {
-        this.inflight.delete(row.id);
-        this.freeSlot(flight);
-        if (this.saturated) this.nudge(); // write room freed up
-      });
+      const base: StepContext = {
+        get log() {
+          return rowLog();
+        },
+        get signal() {
+          return abort.signal;
+        },
+      };
+      completion = this.fromOutcome(row, stage.states, await stage.step(row, this.opts.context(row, base)));
+    } catch (err) {
+      completion = this.fromError(row, stage?.states, err, rowLog);
+    }
+    if (flight.done) {
+      // Lease lost or shutting down: the result is discarded.
+      this.finish(flight);
+      return;
+    }
+    flight.done = true;
+    // The step is over: its slot goes to the next row while the outcome waits for its batched write.
+    this.freeSlot(flight);
+    try {
+      this.opts.events?.stepFinished?.(row, completion, performance.now() - started);
+    } catch (err) {
+      rowLog().error({ err }, "stepFinished hook failed");
+    }
+    this.completer.push(completion, (applied) => {
+      if (!applied) rowLog().warn({ to: completion.to }, "lease lost before completion; result discarded");
+      this.finish(flight);
+    });
+  }
+
+  private finish(flight: InFlight): void {
+    this.inflight.delete(flight.row.id);
+    this.freeSlot(flight);
+    if (this.saturated) this.nudge(); // write room freed up
   }
 
   // Hot path (once per row): plain object literals, no `{ ...base, … }` spread, which V8 builds on a
@@ -337,7 +361,8 @@ export class QueueRunner<C extends StepContext = StepContext> {
     }
   }
 
-  private fromError(row: ClaimedRow, states: StageStates | undefined, err: unknown, log: Logger): Completion {
+  private fromError(row: ClaimedRow, states: StageStates | undefined, err: unknown, rowLog: () => Logger): Completion {
+    const log = rowLog(); // failures are rare and always logged
     if (err instanceof DeferStepError && states) {
       log.debug({ code: err.code, retryInS: Math.round(err.delaySeconds * 10) / 10 }, "step deferred");
       return this.fromOutcome(row, states, { kind: "defer", code: err.code, message: err.message, delaySeconds: err.delaySeconds });
@@ -393,21 +418,28 @@ export class QueueRunner<C extends StepContext = StepContext> {
 }
 
 /**
- * The row's child logger, made on first use: most rows never log, and a pino child (bindings,
- * serializers, redaction) costs several µs and some garbage, once per row.
+ * A step's abort signal, made on first use: an AbortController (an EventTarget) costs several µs per
+ * row, and steps that never wait on I/O never look at their signal.
  */
-function lazyChild(parent: Logger, bindings: () => Record<string, unknown>): Logger {
-  let real: Logger | null = null;
-  const target = () => (real ??= parent.child(bindings()));
-  return new Proxy({} as Logger, {
-    get(_t, key) {
-      const r = target();
-      const v: unknown = Reflect.get(r, key, r);
-      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(r) : v;
-    },
-    set: (_t, key, value) => Reflect.set(target(), key, value),
-    has: (_t, key) => Reflect.has(target(), key),
-  });
+class LazyAbort {
+  private controller: AbortController | null = null;
+  private reason: unknown = undefined;
+  private aborted = false;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -25,7 +25,12 @@ export interface ClaimedRow {
 
 /**
  * Claim up to `limit` rows from the given queued statuses (in the order given: earlier statuses are
- * drained first), moving each to the matching active status under a fresh lease, with its event.
+ * drained first), moving each to the matching active status under a fresh lease.
+ *
+ * A claim writes no event of its own: the lease (owner, token, heartbeat) is on the row while it is
+ * held, and the transition that ends it (the step's outcome, a release, or the rescuer's reset) is
+ * recorded with its actor and `from_status` = the active status, so the trail still shows who held the
+ * row in which stage. One event per step instead of two keeps the audit trail off the claim path.
  *
  * The claim commits without waiting for its WAL flush (`synchronous_commit = off` for this one
  * transaction): a claim lost in a server crash only puts the rows back in their queue, where they are
@@ -33,17 +38,14 @@ export interface ClaimedRow {
  * synchronous commit (the completion, any other write) flushes the WAL up to and including the claim.
  * This takes an fsync off the pickup path and off every batch.
  */
-export async function claim(
-  sql: Sql,
-  args: { queued: PackageStatus[]; active: PackageStatus[]; limit: number; worker: string },
-): Promise<ClaimedRow[]> {
+export async function claim(sql: Sql, args: ClaimArgs): Promise<ClaimedRow[]> {
   return sql.$queryRaw<ClaimedRow[]>`
-    WITH stages AS (
+    WITH claim_stages AS (
       SELECT q.status, q.ord FROM unnest(${args.queued}::package_status[]) WITH ORDINALITY AS q(status, ord)
       WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
-    ), picked AS (
+    ), claim_picked AS (
       SELECT c.id, c.status
-      FROM stages s
+      FROM claim_stages s
       CROSS JOIN LATERAL (
         SELECT p.id, p.status FROM package p
         WHERE p.status = s.status AND p.next_attempt_at <= now()
@@ -53,19 +55,23 @@ export async function claim(
       ) c
       ORDER BY s.ord
       LIMIT ${args.limit}
-    ), moved AS (
+    ), claimed AS (
       UPDATE package p SET
-        status = (${args.active}::package_status[])[array_position(${args.queued}::package_status[], picked.status)],
+        status = (${args.active}::package_status[])[array_position(${args.queued}::package_status[], claim_picked.status)],
         lease_owner = ${args.worker}, lease_token = gen_random_uuid(), heartbeat_at = now(), updated_at = now()
-      FROM picked WHERE p.id = picked.id
-      RETURNING p.id, p.name, p.version, p.status, picked.status AS from_status, p.attempts, p.lease_token, p.results
-    ), events AS (
-      INSERT INTO package_event (package_id, from_status, to_status, actor, reason)
-      SELECT id, from_status, status, ${args.worker}, 'claimed' FROM moved
+      FROM claim_picked WHERE p.id = claim_picked.id
+      RETURNING p.id, p.name, p.version, p.status, claim_picked.status AS from_status, p.attempts, p.lease_token, p.results
     )
     SELECT id, name, version, status::text AS status, from_status::text AS from_status, attempts,
            lease_token::text AS lease_token, results
-    FROM moved`;
+    FROM claimed`;
+}
+
+export interface ClaimArgs {
+  queued: PackageStatus[];
+  active: PackageStatus[];
+  limit: number;
+  worker: string;
 }
 
 /** The outcome of one step, applied by `complete`. */
@@ -97,25 +103,7 @@ export interface Completion {
  */
 export async function complete(sql: Sql, worker: string, rows: Completion[]): Promise<Set<number>> {
   if (rows.length === 0) return new Set();
-  const input = JSON.stringify(
-    rows.map((r) => ({
-      id: r.id,
-      token: r.token,
-      from_status: r.from,
-      to_status: r.to,
-      via: r.via ?? null,
-      attempts: r.attempts,
-      delay_s: r.delaySeconds ?? 0,
-      err_code: r.errorCode ?? null,
-      err_msg: r.errorMessage ?? null,
-      reason_code: r.reasonCode ?? null,
-      reason_msg: r.reasonMessage ?? null,
-      patch: r.patch ?? {},
-      ev_reason: r.eventReason,
-      ev_details: r.eventDetails ?? null,
-      actor: r.actor ?? worker,
-    })),
-  );
+  const input = JSON.stringify(rows.map(completionInput));
   const applied = await sql.$queryRaw<{ id: number }[]>`
     WITH input AS (
       SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS i(
@@ -124,12 +112,12 @@ export async function complete(sql: Sql, worker: string, rows: Completion[]): Pr
         patch jsonb, ev_reason text, ev_details jsonb, actor text)
     ), moved AS (
       UPDATE package p SET
-        status = i.to_status, attempts = i.attempts,
-        next_attempt_at = now() + make_interval(secs => i.delay_s),
+        status = i.to_status, attempts = COALESCE(i.attempts, 0),
+        next_attempt_at = CASE WHEN i.delay_s IS NULL THEN now() ELSE now() + make_interval(secs => i.delay_s) END,
         lease_owner = NULL, lease_token = NULL, heartbeat_at = NULL,
         last_error_code = i.err_code, last_error_message = i.err_msg,
         reason_code = i.reason_code, reason_message = i.reason_msg,
-        results = p.results || i.patch, updated_at = now()
+        results = CASE WHEN i.patch IS NULL THEN p.results ELSE p.results || i.patch END, updated_at = now()
       FROM input i
       WHERE p.id = i.id AND p.status = i.from_status AND p.lease_token = i.token
       RETURNING p.id, p.name, i.from_status, i.via, i.to_status, i.ev_reason, i.ev_details, i.actor
@@ -137,12 +125,32 @@ export async function complete(sql: Sql, worker: string, rows: Completion[]): Pr
       INSERT INTO package_event (package_id, from_status, to_status, actor, reason, details)
       SELECT id, from_status, COALESCE(via, to_status), ${worker}, ev_reason, ev_details FROM moved
       UNION ALL
-      SELECT id, via, to_status, actor, ev_reason, ev_details FROM moved WHERE via IS NOT NULL
+      SELECT id, via, to_status, COALESCE(actor, ${worker}), ev_reason, ev_details FROM moved WHERE via IS NOT NULL
     ), approved AS (
       SELECT pg_notify(${REGISTRY_CHANNEL}, name) FROM moved WHERE to_status = 'approved'
     )
     SELECT id FROM moved WHERE (SELECT count(*) FROM approved) >= 0`;
   return new Set(applied.map((r) => r.id));
+}
+
+/**
+ * One row of `complete`'s JSON input. Keys whose value is the default are left out (jsonb_to_recordset
+ * reads a missing key as NULL, and the statement applies the defaults): a typical outcome is five keys,
+ * not fifteen, which halves the bytes each batch sends and parses.
+ */
+function completionInput(r: Completion): Record<string, unknown> {
+  const o: Record<string, unknown> = { id: r.id, token: r.token, from_status: r.from, to_status: r.to, ev_reason: r.eventReason };
+  if (r.via) o.via = r.via;
+  if (r.attempts) o.attempts = r.attempts;
+  if (r.delaySeconds) o.delay_s = r.delaySeconds;
+  if (r.errorCode != null) o.err_code = r.errorCode;
+  if (r.errorMessage != null) o.err_msg = r.errorMessage;
+  if (r.reasonCode != null) o.reason_code = r.reasonCode;
+  if (r.reasonMessage != null) o.reason_msg = r.reasonMessage;
+  if (r.patch && Object.keys(r.patch).length > 0) o.patch = r.patch;
+  if (r.eventDetails != null) o.ev_details = r.eventDetails;
+  if (r.actor) o.actor = r.actor;
+  return o;
 }
 
 export interface Lease {
@@ -187,25 +195,43 @@ export async function release(
   return rows.length;
 }
 
-export interface ResetRow {
-  id: number;
+/** Rows reset by one `resetStuck` batch, grouped by transition and by the lease holder that went quiet. */
+export interface ResetGroup {
   from_status: PackageStatus;
   to_status: PackageStatus;
   lease_owner: string | null;
+  n: number;
+  /** Up to 20 of the group's package ids, for the log line (each row's own event is in package_event). */
+  sample_ids: number[];
 }
 
 /**
  * Reset up to `limit` rows whose heartbeat is older than `stuckSeconds` to their stage's queued status
- * (attempts + 1), or to `failed` when attempts are used up. Skips rows locked by anyone (never stalls
- * claiming). Call inside a transaction that holds the rescuer's advisory lock.
+ * (attempts + 1), or to `failed` when attempts are used up, each with its event. Skips rows locked by
+ * anyone (never stalls claiming). Call inside a transaction that holds the rescuer's advisory lock.
+ *
+ * Returns counts per transition, not the rows: a reset can move 100,000 rows, and their ids are in the
+ * events. Commits without waiting for its WAL flush, like `claim`: a reset lost in a server crash leaves
+ * the rows stuck, and the next run resets them again.
  */
 export async function resetStuck(
   sql: Sql,
-  args: { stuckSeconds: number; maxAttempts: number; limit: number; queued: PackageStatus[]; active: PackageStatus[] },
-): Promise<ResetRow[]> {
-  return sql.$queryRaw<ResetRow[]>`
+  args: {
+    stuckSeconds: number;
+    maxAttempts: number;
+    limit: number;
+    queued: PackageStatus[];
+    active: PackageStatus[];
+    /** This transaction's share of the rows: id % shards = shard (default: all rows). */
+    shard?: number;
+    shards?: number;
+  },
+): Promise<ResetGroup[]> {
+  const shards = args.shards ?? 1;
+  const shard = args.shard ?? 0;
+  return sql.$queryRaw<ResetGroup[]>`
     WITH stuck AS (
-      -- Oldest first within each active status, read in order from the (status, heartbeat_at) index:
+      -- Oldest first within each active status, read in order from the leased-rows heartbeat index:
       -- one ORDER BY over all active statuses would sort every stuck row for each batch (LockRows
       -- stands between LIMIT and the sort, so it cannot be a top-N sort).
       SELECT c.id, c.status, c.lease_owner
@@ -214,10 +240,12 @@ export async function resetStuck(
         SELECT p.id, p.status, p.lease_owner FROM package p
         WHERE p.status = a.status
           AND p.heartbeat_at < now() - make_interval(secs => ${args.stuckSeconds}::float8)
+          AND p.id % ${shards}::int = ${shard}::int
         ORDER BY p.heartbeat_at
         LIMIT ${args.limit}
         FOR UPDATE SKIP LOCKED
       ) c
+      WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
       LIMIT ${args.limit}
     ), moved AS (
       UPDATE package p SET
@@ -235,17 +263,23 @@ export async function resetStuck(
       SELECT id, from_status, to_status, 'rescuer', 'stuck: no heartbeat', jsonb_build_object('lease_owner', lease_owner)
       FROM moved
     )
-    SELECT id, from_status::text AS from_status, to_status::text AS to_status, lease_owner FROM moved`;
+    SELECT from_status::text AS from_status, to_status::text AS to_status, lease_owner, count(*)::int AS n,
+           (array_agg(id))[1:20] AS sample_ids
+    FROM moved GROUP BY from_status, to_status, lease_owner`;
 }
 
-/** Try the rescuer's transaction-scoped advisory lock (released at commit). */
-export async function tryRescuerLock(sql: Sql): Promise<boolean> {
-  const [row] = await sql.$queryRaw<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(${RESCUER_LOCK_KEY}::bigint) AS locked`;
+/**
+ * Try the transaction-scoped advisory lock of one rescuer shard (released at commit). The rescuer
+ * works in `shards` parallel transactions, each over the rows whose id % shards = its shard.
+ */
+export async function tryRescuerLock(sql: Sql, shard = 0): Promise<boolean> {
+  const [row] = await sql.$queryRaw<{ locked: boolean }[]>`
+    SELECT pg_try_advisory_xact_lock(${RESCUER_LOCK_CLASS}::int, ${shard}::int) AS locked`;
   return row?.locked === true;
 }
 
-/** Advisory lock key of the stuck-row rescuer ("spm-rescue" as a number). */
-export const RESCUER_LOCK_KEY = 0x73706d7265736375n;
+/** Advisory lock class of the stuck-row rescuer ("spmr" as a number); the second key is the shard. */
+export const RESCUER_LOCK_CLASS = 0x73706d72;
 
 export interface RetryScope {
   requestId?: number;
@@ -354,8 +388,8 @@ export interface DecidedRow {
  * details `{ comment }`), in one guarded statement. An approval records `results.approval`
  * `{ by, at, comment, from, overrode }` (overrode: the rejection it overrides, if any) and drops
  * `results.rejection`; a rejection records `results.rejection` `{ by, at, comment, from, revokedApproval }`
- * and drops `results.approval`. Registry caches are notified of every name whose set of approved
- * versions changed (approvals and revocations).
+ * and drops `results.approval`. Registry caches are notified of every name decided: its approved
+ * versions, or the reason its refusals give, changed.
  */
 export async function decide(
   sql: Sql,
@@ -420,7 +454,6 @@ export async function decide(
       FROM moved
     ), notified AS (
       SELECT pg_notify(${REGISTRY_CHANNEL}, name) FROM moved
-      WHERE to_status = 'approved' OR from_status = 'approved'
       UNION ALL
       SELECT pg_notify(${WORK_CHANNEL}, '') FROM moved WHERE resume
     )

@@ -1,13 +1,16 @@
 /**
- * A per-name cache for the served registry's packuments, invalidated by name (NOTIFY on
- * `spm_registry`) and dropped as a whole when invalidations may have been missed (LISTEN reconnect).
+ * A cache for the served registry, invalidated by package name (NOTIFY on `spm_registry`) and dropped
+ * as a whole when invalidations may have been missed (LISTEN reconnect). Entries are keyed by a
+ * string and belong to a group, the package name: a packument is keyed by its name (the group is the
+ * key), a version lookup by `name@version` within the group `name`. Invalidating a name forgets every
+ * entry of its group.
  *
- * - Loads are single-flight: concurrent misses for one name share one database read.
- * - A load that was in flight when its name was invalidated is not stored (it may have read the
+ * - Loads are single-flight: concurrent misses for one key share one database read.
+ * - A load that was in flight when its group was invalidated is not stored (it may have read the
  *   state from before the change); its callers still get its value, since they asked before.
  * - Each entry expires after its own TTL (a safety net for a missed notification).
  * - While `enabled` is false (no LISTEN connection) nothing is stored: every call loads.
- * - At most `maxEntries` names are kept (least recently stored evicted first).
+ * - At most `maxEntries` keys are kept (least recently stored evicted first).
  */
 
 export interface CacheOptions {
@@ -18,16 +21,20 @@ export interface CacheOptions {
 interface Entry<V> {
   value: V;
   expiresAt: number;
+  group: string;
 }
 
 interface Flight<V> {
   promise: Promise<{ value: V; ttlMs: number }>;
   stale: boolean;
+  group: string;
 }
 
 export class NameCache<V> {
   private readonly entries = new Map<string, Entry<V>>();
   private readonly flights = new Map<string, Flight<V>>();
+  /** group → keys with an entry or a flight in that group (only groups that differ from their key). */
+  private readonly groups = new Map<string, Set<string>>();
   private readonly maxEntries: number;
   private readonly now: () => number;
   /** Whether values may be stored (false while invalidations cannot be received). */
@@ -45,50 +52,83 @@ export class NameCache<V> {
   }
 
   /**
-   * The cached value for `name`, else the result of `load` (which says how long its value may be
-   * kept; 0 or less: not at all).
+   * The cached value for `key`, else the result of `load` (which says how long its value may be
+   * kept; 0 or less: not at all). `group` (default: the key itself) is the name whose invalidation
+   * forgets this entry.
    */
-  async get(name: string, load: () => Promise<{ value: V; ttlMs: number }>): Promise<V> {
-    const entry = this.entries.get(name);
+  async get(key: string, load: () => Promise<{ value: V; ttlMs: number }>, group: string = key): Promise<V> {
+    const entry = this.entries.get(key);
     if (entry) {
       if (entry.expiresAt > this.now()) {
         this.hits++;
         return entry.value;
       }
-      this.entries.delete(name);
+      this.entries.delete(key);
+      this.untrack(key, entry.group);
     }
     this.misses++;
-    const running = this.flights.get(name);
+    const running = this.flights.get(key);
     if (running) return (await running.promise).value;
-    const flight: Flight<V> = { promise: load(), stale: false };
-    this.flights.set(name, flight);
+    const flight: Flight<V> = { promise: load(), stale: false, group };
+    this.flights.set(key, flight);
+    this.track(key, group);
     try {
       const { value, ttlMs } = await flight.promise;
-      if (!flight.stale && this.enabled && ttlMs > 0) this.store(name, value, ttlMs);
+      if (!flight.stale && this.enabled && ttlMs > 0) this.store(key, group, value, ttlMs);
       return value;
     } finally {
-      if (this.flights.get(name) === flight) this.flights.delete(name);
+      if (this.flights.get(key) === flight) {
+        this.flights.delete(key);
+        this.untrack(key, group);
+      }
     }
   }
 
-  private store(name: string, value: V, ttlMs: number): void {
-    this.entries.delete(name);
-    this.entries.set(name, { value, expiresAt: this.now() + ttlMs });
+  private track(key: string, group: string): void {
+    if (key === group) return;
+    let keys = this.groups.get(group);
+    if (!keys) this.groups.set(group, (keys = new Set()));
+    keys.add(key);
+  }
+
+  /** Drop `key` from its group's index once it has neither an entry nor a flight. */
+  private untrack(key: string, group: string): void {
+    if (key === group || this.entries.has(key) || this.flights.has(key)) return;
+    const keys = this.groups.get(group);
+    if (!keys) return;
+    keys.delete(key);
+    if (keys.size === 0) this.groups.delete(group);
+  }
+
+  private store(key: string, group: string, value: V, ttlMs: number): void {
+    this.entries.delete(key);
+    this.entries.set(key, { value, expiresAt: this.now() + ttlMs, group });
+    this.track(key, group);
     while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next();
+      const oldest = this.entries.entries().next();
       if (oldest.done) break;
-      this.entries.delete(oldest.value);
+      const [oldKey, old] = oldest.value;
+      this.entries.delete(oldKey);
+      this.untrack(oldKey, old.group);
     }
   }
 
-  /** Forget `name` (and make a load in flight for it not be stored). */
-  invalidate(name: string): void {
-    this.entries.delete(name);
-    const flight = this.flights.get(name);
+  private forget(key: string): void {
+    this.entries.delete(key);
+    const flight = this.flights.get(key);
     if (flight) {
       flight.stale = true;
-      this.flights.delete(name);
+      this.flights.delete(key);
     }
+  }
+
+  /** Forget `name` and every entry of its group (and make loads in flight for them not be stored). */
+  invalidate(name: string): void {
+    this.forget(name);
+    const keys = this.groups.get(name);
+    if (!keys) return;
+    this.groups.delete(name);
+    for (const key of keys) this.forget(key);
   }
 
   /** Forget everything (and make every load in flight not be stored). */
@@ -96,5 +136,6 @@ export class NameCache<V> {
     this.entries.clear();
     for (const flight of this.flights.values()) flight.stale = true;
     this.flights.clear();
+    this.groups.clear();
   }
 }

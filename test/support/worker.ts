@@ -8,6 +8,7 @@ import type { Db } from "../../src/db/client.ts";
 import { createLogger } from "../../src/logger.ts";
 import { createWorker, type Worker } from "../../worker/worker.ts";
 import { TEST_JWT_SECRET } from "./app.ts";
+import { WORKER_BUNDLE, WORKER_NODE_FLAGS } from "../../scripts/build-worker.ts";
 
 export function workerEnv(extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -32,10 +33,13 @@ export function startWorker(databaseUrl: string, env: Record<string, string>): {
   return { worker, config };
 }
 
-/** A worker as its own OS process (worker/main.ts), for kill and signal tests. */
+/**
+ * A worker as its own OS process, for kill and signal tests: as production runs it, the bundle that
+ * test/global-setup.ts builds (dist/worker/main.mjs) under WORKER_NODE_FLAGS.
+ */
 export function spawnWorker(databaseUrl: string, env: Record<string, string>): ChildProcess {
   const root = resolve(import.meta.dirname, "../..");
-  return spawn(process.execPath, ["--import", "tsx", join(root, "worker/main.ts")], {
+  return spawn(process.execPath, [...WORKER_NODE_FLAGS, join(root, WORKER_BUNDLE)], {
     cwd: root,
     env: { ...process.env, ...env, DATABASE_URL: databaseUrl },
     stdio: ["ignore", "pipe", "pipe"],
