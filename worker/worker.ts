@@ -85,7 +85,18 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     maxAttempts: config.MAX_ATTEMPTS,
     retryBaseSeconds: config.RETRY_BASE_SECONDS,
     retryMaxSeconds: config.RETRY_MAX_SECONDS,
-    context: (_row, base) => ({ ...services, ...base }),
+    // Delegate to the base's `log` and `signal` instead of spreading it: a spread would call their
+    // getters and make a pino child and an AbortController for every row, which the runner makes
+    // only on first use.
+    context: (_row, base) => ({
+      ...services,
+      get log() {
+        return base.log;
+      },
+      get signal() {
+        return base.signal;
+      },
+    }),
     events: composeEvents(metrics.events, events),
   });
   metrics.bind({ inFlight: () => runner.inFlight, lastPoll: () => runner.lastPoll, circuitState: () => breaker.state });
