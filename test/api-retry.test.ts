@@ -102,11 +102,13 @@ async function expectRetried(names: string[], before: Map<string, Row>) {
 }
 
 async function retryEvents(names: string[]) {
-  return t.db.packageEvent.findMany({
-    where: { reason: "retry requested", package: { name: { in: names } } },
-    include: { package: { select: { name: true } } },
+  const ids = await t.db.package.findMany({ where: { name: { in: names } }, select: { id: true, name: true } });
+  const nameOf = new Map(ids.map((p) => [p.id, p.name]));
+  const events = await t.db.packageEvent.findMany({
+    where: { reason: "retry requested", packageId: { in: ids.map((p) => p.id) } },
     orderBy: { id: "asc" },
   });
+  return events.map((e) => ({ ...e, package: { name: nameOf.get(e.packageId)! } }));
 }
 
 describe("POST /api/packages/processing/retry", () => {
@@ -116,8 +118,9 @@ describe("POST /api/packages/processing/retry", () => {
     expect(await retried({})).toBe(FAILED.length);
     await expectRetried(FAILED, before);
     expect(await t.db.packageEvent.count()).toBe(eventsBefore + FAILED.length);
-    const events = await t.db.packageEvent.findMany({ orderBy: { id: "desc" }, take: FAILED.length, include: { package: true } });
-    expect(events.map((e) => e.package.name).sort()).toEqual([...FAILED].sort());
+    const events = await t.db.packageEvent.findMany({ orderBy: { id: "desc" }, take: FAILED.length });
+    const names = await t.db.package.findMany({ where: { id: { in: events.map((e) => e.packageId) } }, select: { name: true } });
+    expect(names.map((p) => p.name).sort()).toEqual([...FAILED].sort());
     for (const e of events) {
       expect(e).toMatchObject({ fromStatus: "failed", toStatus: "requested", actor: "user:user1", reason: "retry requested" });
     }

@@ -366,13 +366,14 @@ export default async function approverRoutes(app: FastifyInstance, { db }: AppDe
     },
     async (request) => {
       const id = request.params.id;
-      const p = await db.package.findUnique({
-        where: { id },
-        include: {
-          requests: { include: { request: true }, orderBy: { requestId: "asc" } },
-          events: { orderBy: { id: "asc" } },
-        },
-      });
+      const [p, events] = await Promise.all([
+        db.package.findUnique({
+          where: { id },
+          include: { requests: { include: { request: true }, orderBy: { requestId: "asc" } } },
+        }),
+        // the audit trail is keyed by package id, not a relation (it outlives package rows)
+        db.packageEvent.findMany({ where: { packageId: id }, orderBy: { id: "asc" } }),
+      ]);
       if (!p) throw new AppError("package_not_found", `no package ${id}`);
       const results = asObject(p.results) ?? {};
       const scan = asObject(results.scan);
@@ -414,7 +415,7 @@ export default async function approverRoutes(app: FastifyInstance, { db }: AppDe
           integrity: rp.integrity,
           resolved: rp.resolved,
         })),
-        events: p.events.map((e) => ({
+        events: events.map((e) => ({
           id: Number(e.id),
           from: e.fromStatus,
           to: e.toStatus,

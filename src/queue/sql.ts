@@ -44,10 +44,10 @@ export async function claim(sql: Sql, args: ClaimArgs): Promise<ClaimedRow[]> {
       SELECT q.status, q.ord FROM unnest(${args.queued}::package_status[]) WITH ORDINALITY AS q(status, ord)
       WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
     ), claim_picked AS (
-      SELECT c.id, c.status
+      SELECT c.id
       FROM claim_stages s
       CROSS JOIN LATERAL (
-        SELECT p.id, p.status FROM package p
+        SELECT p.id FROM package p
         WHERE p.status = s.status AND p.next_attempt_at <= now()
         ORDER BY p.next_attempt_at, p.id
         LIMIT ${args.limit}
@@ -56,14 +56,19 @@ export async function claim(sql: Sql, args: ClaimArgs): Promise<ClaimedRow[]> {
       ORDER BY s.ord
       LIMIT ${args.limit}
     ), claimed AS (
+      -- The picked ids go in as one array (an InitPlan), so the update is an index scan of the primary
+      -- key: joined to the CTE instead, the planner hash-joins it against a sequential scan of the whole
+      -- table whenever the table is small enough to look cheap (~5 ms per claim at 20,000 rows).
+      -- SET reads the old (queued) status, under the row lock taken above.
       UPDATE package p SET
-        status = (${args.active}::package_status[])[array_position(${args.queued}::package_status[], claim_picked.status)],
+        status = (${args.active}::package_status[])[array_position(${args.queued}::package_status[], p.status)],
         lease_owner = ${args.worker}, lease_token = gen_random_uuid(), heartbeat_at = now(), updated_at = now()
-      FROM claim_picked WHERE p.id = claim_picked.id
-      RETURNING p.id, p.name, p.version, p.status, claim_picked.status AS from_status, p.attempts, p.lease_token, p.results
+      WHERE p.id = ANY(ARRAY(SELECT id FROM claim_picked))
+      RETURNING p.id, p.name, p.version, p.status, p.attempts, p.lease_token, p.results
     )
-    SELECT id, name, version, status::text AS status, from_status::text AS from_status, attempts,
-           lease_token::text AS lease_token, results
+    SELECT id, name, version, status::text AS status,
+           ((${args.queued}::package_status[])[array_position(${args.active}::package_status[], status)])::text AS from_status,
+           attempts, lease_token::text AS lease_token, results
     FROM claimed`;
 }
 
@@ -256,7 +261,9 @@ export async function resetStuck(
         last_error_code = 'lease_expired',
         last_error_message = 'no heartbeat from ' || COALESCE(stuck.lease_owner, 'unknown worker') || ' for '
           || ${Math.round(args.stuckSeconds)}::int || ' s while ' || stuck.status::text
-      FROM stuck WHERE p.id = stuck.id
+      -- the ids as one array (an InitPlan): an index scan of the primary key, never a hash join against
+      -- a sequential scan of the whole table
+      FROM stuck WHERE p.id = ANY(ARRAY(SELECT id FROM stuck)) AND p.id = stuck.id
       RETURNING p.id, stuck.status AS from_status, p.status AS to_status, stuck.lease_owner
     ), events AS (
       INSERT INTO package_event (package_id, from_status, to_status, actor, reason, details)

@@ -72,14 +72,16 @@ export async function recentWorkers(db: Db, withinSeconds = 60) {
 }
 
 export async function recentTransitions(db: Db, limit = 20) {
-  const events = await db.packageEvent.findMany({
-    orderBy: { id: "desc" },
-    take: limit,
-    include: { package: { select: { name: true, version: true } } },
+  const events = await db.packageEvent.findMany({ orderBy: { id: "desc" }, take: limit });
+  // the audit trail is keyed by package id, not a relation (it outlives package rows)
+  const packages = await db.package.findMany({
+    where: { id: { in: [...new Set(events.map((e) => e.packageId))] } },
+    select: { id: true, name: true, version: true },
   });
+  const spec = new Map(packages.map((p) => [p.id, `${p.name}@${p.version}`]));
   return events.map((e) => ({
     package_id: e.packageId,
-    package: `${e.package.name}@${e.package.version}`,
+    package: spec.get(e.packageId) ?? `#${e.packageId}`,
     from: e.fromStatus,
     to: e.toStatus,
     actor: e.actor,
