@@ -1,8 +1,13 @@
-/** API process entry point: `npm run start:api`. Needs DATABASE_URL and JWT_SECRET (`npm start` provides both). */
+/**
+ * API process entry point: `npm run start:api`. Needs DATABASE_URL and JWT_SECRET (`npm start` provides
+ * both). Besides the HTTP API, the process runs the queue's periodic maintenance (stuck-row rescuer,
+ * audit sealer: src/maintenance/scheduler.ts), unless API_MAINTENANCE=false.
+ */
 import closeWithGrace from "close-with-grace";
 import { config as loadConfig, ConfigError } from "../src/config.ts";
 import { createDb } from "../src/db/client.ts";
 import { createLogger } from "../src/logger.ts";
+import { createMaintenance } from "../src/maintenance/scheduler.ts";
 import { buildApp } from "./app.ts";
 
 const log = createLogger("api");
@@ -16,13 +21,16 @@ async function main(): Promise<void> {
   if (missing.length > 0) throw new ConfigError(missing);
   const db = createDb(config.DATABASE_URL!, config.DB_POOL_SIZE);
   const app = await buildApp({ config, db, jwtSecret: config.JWT_SECRET! });
+  const maintenance = config.API_MAINTENANCE ? createMaintenance({ config, db, log, metricsRegistry: app.metricsRegistry }) : null;
   closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, "closing after an error");
     else app.log.info({ signal }, "closing");
+    await maintenance?.stop();
     await app.close();
     await db.$disconnect();
   });
   await app.listen({ port: config.PORT, host: config.HOST });
+  maintenance?.start();
 }
 
 main().catch((err: unknown) => {

@@ -180,7 +180,7 @@ for i in 1 2; do
   port_var="WORKER${i}_PORT"
   start "worker-$i" env WORKER_METRICS_PORT="${!port_var}" WORKER_ID="smoke-worker-$i" UPSTREAM_REGISTRY="$UPSTREAM_REGISTRY" \
     WORKER_GRACE_SECONDS="$WORKER_GRACE_SECONDS" WORKER_SLEEP_INTERVAL=1 \
-    node --max-semi-space-size=2 --heap-growing-percent=20 --v8-pool-size=2 dist/worker/main.mjs
+    node --max-semi-space-size=2 --heap-growing-percent=20 --v8-pool-size=2 --liftoff-only dist/worker/main.mjs
 done
 API="http://127.0.0.1:$API_PORT"
 wait_for 60 "the api's /health" curl -fsS "$API/health"

@@ -32,6 +32,7 @@ const schema = z.object({
   STUCK_AFTER_MINUTES: z.coerce.number().positive().default(30),
   STUCK_CHECK_CRON: z.string().min(1).default("* * * * *"),
   AUDIT_SEAL_CRON: z.string().min(1).default("*/10 * * * * *"),
+  API_MAINTENANCE: z.enum(["true", "false"]).default("true").transform((v) => v === "true"),
   MAX_ATTEMPTS: positiveInt(5),
   RETRY_BASE_SECONDS: z.coerce.number().positive().default(2),
   RETRY_MAX_SECONDS: z.coerce.number().positive().default(600),

@@ -22,6 +22,8 @@ export const errorCodes = {
   invalid_package_name: { status: 400, hint: "Package names must be valid npm names; the lockfile may have been edited by hand." },
   invalid_version: { status: 400, hint: "Versions must be exact semver versions as npm writes them; the lockfile may have been edited by hand." },
   no_file: { status: 400, hint: "Send the lockfile as multipart field `file`, or as the raw request body with Content-Type application/json." },
+  multiple_files: { status: 400, hint: "Send one lockfile per upload: one file part, named `file`, and no other file parts." },
+  too_many_fields: { status: 400, hint: "Send only the lockfile as the file part named `file`; the upload needs no other form fields." },
   payload_too_large: { status: 413, hint: "The upload is larger than MAX_UPLOAD_BYTES; split the project or raise the limit." },
   unsupported_media_type: { status: 415, hint: "Use multipart/form-data (field `file`) or application/json." },
   // auth

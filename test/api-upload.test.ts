@@ -111,7 +111,7 @@ describe("accepted uploads", () => {
     expect(await t.db.requestPackage.count({ where: { requestId: body.request_id } })).toBe(3);
   });
 
-  it("ignores other multipart fields before `file`; a second file part is refused (one file per upload)", async () => {
+  it("ignores other multipart fields before and after `file` (up to 10 of them)", async () => {
     const { payload, headers } = multipart([
       { name: "comment", content: "hello" },
       { name: "project", content: "web" },
@@ -120,15 +120,13 @@ describe("accepted uploads", () => {
     const res = await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...headers }, payload });
     expect(accepted(res).packages).toEqual({ total: 2, new: 2, existing: 0 });
 
-    const before = await rowCounts(t.db);
-    const two = multipart([
-      { name: "other", filename: "x.txt", contentType: "text/plain", content: "not a lockfile" },
-      { name: "file", filename: "package-lock.json", contentType: "application/json", content: lockV3(pkgs("fields2", 2)) },
+    const ten = multipart([
+      ...Array.from({ length: 4 }, (_, i) => ({ name: `before${i}`, content: "x" })),
+      { name: "file", filename: "package-lock.json", contentType: "application/json", content: lockV3(pkgs("fields10", 2)) },
+      ...Array.from({ length: 6 }, (_, i) => ({ name: `after${i}`, content: "x" })),
     ]);
-    const refusedTwo = await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...two.headers }, payload: two.payload });
-    expect(refusedTwo.statusCode).toBeGreaterThanOrEqual(400);
-    expect(refusedTwo.statusCode).toBeLessThan(500);
-    expect(await rowCounts(t.db)).toEqual(before);
+    const tenRes = await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...ten.headers }, payload: ten.payload });
+    expect(accepted(tenRes).packages).toEqual({ total: 2, new: 2, existing: 0 });
   });
 
   it("links existing rows for an overlapping lockfile instead of duplicating them", async () => {
@@ -399,23 +397,63 @@ describe("refused uploads write nothing", () => {
       { name: "comment", content: "hello" },
     ]);
     const res = await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...headers }, payload });
-    refused(res, 400, "no_file");
+    // the one file part has an unexpected field name: the message names it, the hint names the expected one
+    const wrongName = refused(res, 400, "no_file");
+    expect(wrongName.message).toContain("`lockfile`");
+    expect(wrongName.hint).toContain("`file`");
     const empty = multipart([]);
     refused(await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...empty.headers }, payload: empty.payload }), 400, "no_file");
+    const fieldsOnly = multipart([{ name: "comment", content: "hello" }]);
+    const noFilePart = refused(
+      await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...fieldsOnly.headers }, payload: fieldsOnly.payload }),
+      400,
+      "no_file",
+    );
+    expect(noFilePart.message).toMatch(/no file part named `file`/);
     expect(await rowCounts(t.db)).toEqual(baseline);
   });
 
-  it("too many multipart fields (and no file) → 413 payload_too_large", async () => {
-    const { payload, headers } = multipart(Array.from({ length: 15 }, (_, i) => ({ name: `f${i}`, content: "x" })));
+  const lockPart = (name: string, prefix: string) => ({ name, filename: "package-lock.json", contentType: "application/json", content: lockV3(pkgs(prefix, 2)) });
+  const textFilePart = { name: "other", filename: "x.txt", contentType: "text/plain", content: "not a lockfile" };
+
+  it.each([
+    { label: "another file part before `file`", parts: [textFilePart, lockPart("file", "two-a")] },
+    { label: "another file part after `file`", parts: [lockPart("file", "two-b"), textFilePart] },
+    { label: "`file` twice", parts: [lockPart("file", "two-c"), lockPart("file", "two-d")] },
+    { label: "three file parts", parts: [lockPart("file", "two-e"), lockPart("file", "two-f"), lockPart("lockfile", "two-g")] },
+    { label: "two file parts, neither named `file`", parts: [lockPart("a", "two-h"), lockPart("b", "two-i")] },
+    { label: "a second file part after fields", parts: [{ name: "comment", content: "x" }, lockPart("file", "two-j"), { name: "project", content: "y" }, textFilePart] },
+  ])("more than one file part ($label) → 400 multiple_files", async ({ parts }) => {
+    const { payload, headers } = multipart(parts);
     const res = await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...headers }, payload });
-    refused(res, 413, "payload_too_large");
+    const error = refused(res, 400, "multiple_files");
+    expect(error.message).toMatch(/more than one file part/);
+    expect(error.hint).toMatch(/one lockfile per upload/i);
+    expect(error.hint).toContain("`file`");
+    expect(await rowCounts(t.db)).toEqual(baseline);
+  });
+
+  const fields = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i}`, content: "x" }));
+
+  it.each([
+    { label: "and no file", parts: fields("f", 15) },
+    { label: "before `file`", parts: [...fields("f", 11), lockPart("file", "fields-b")] },
+    { label: "after `file`", parts: [lockPart("file", "fields-a"), ...fields("f", 11)] },
+    { label: "around `file`", parts: [...fields("b", 6), lockPart("file", "fields-c"), ...fields("a", 5)] },
+  ])("more than 10 multipart fields ($label) → 400 too_many_fields", async ({ parts }) => {
+    const { payload, headers } = multipart(parts);
+    const res = await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...headers }, payload });
+    const error = refused(res, 400, "too_many_fields");
+    expect(error.message).toMatch(/more than 10 form fields/);
+    // not a size problem: no MAX_UPLOAD_BYTES hint
+    expect(error.hint).not.toMatch(/MAX_UPLOAD_BYTES/);
     expect(await rowCounts(t.db)).toEqual(baseline);
   });
 
   it("a `file` text field (not a file part) → 400 no_file", async () => {
     const { payload, headers } = multipart([{ name: "file", content: lockV3(pkgs("textfield", 1)) }]);
     const res = await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...headers }, payload });
-    refused(res, 400, "no_file");
+    expect(refused(res, 400, "no_file").message).toMatch(/text field, not a file part/);
     expect(await rowCounts(t.db)).toEqual(baseline);
   });
 
@@ -490,9 +528,60 @@ describe("MAX_UPLOAD_BYTES", () => {
     expect(await rowCounts(t.db)).toEqual(before);
   });
 
+  it("a multipart file over the limit stays 413 payload_too_large with fields or a second file after it, or under another name", async () => {
+    const before = await rowCounts(t.db);
+    const big = (name: string) => ({ name, filename: "package-lock.json", contentType: "application/json", content: over() });
+    for (const parts of [
+      [{ name: "comment", content: "x" }, big("file"), { name: "project", content: "y" }],
+      [big("file"), { name: "second", filename: "x.json", contentType: "application/json", content: under() }],
+      [big("lockfile")],
+    ]) {
+      const { payload, headers } = multipart(parts);
+      const res = await small.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...small.auth("user"), ...headers }, payload });
+      expect(refused(res, 413, "payload_too_large").hint).toMatch(/MAX_UPLOAD_BYTES/);
+    }
+    expect(await rowCounts(t.db)).toEqual(before);
+  });
+
   it("refuses a raw body over the limit sent as application/octet-stream → 413", async () => {
     const before = await rowCounts(t.db);
     refused(await uploadRaw(small.app, small.auth("user"), over(), { "content-type": "application/octet-stream" }), 413, "payload_too_large");
+    expect(await rowCounts(t.db)).toEqual(before);
+  });
+});
+
+describe("multipart over a real socket (the body arrives in chunks)", () => {
+  let live: TestApp;
+  let url: string;
+  beforeAll(async () => {
+    live = await buildTestApp(t.db);
+    url = `${await live.app.listen({ host: "127.0.0.1", port: 0 })}/api/packages/upload`;
+  });
+  afterAll(async () => live?.app.close());
+
+  const post = async (form: FormData) => {
+    const res = await fetch(url, { method: "POST", headers: live.auth("user"), body: form });
+    const body = await res.text();
+    return { statusCode: res.status, body, json: () => JSON.parse(body) as unknown };
+  };
+  const lockBlob = (prefix: string, n: number) => new Blob([lockV3(pkgs(prefix, n))], { type: "application/json" });
+
+  it("one file part → 202; a second file part after a large `file` → 400 multiple_files; fields after it → 400 too_many_fields", async () => {
+    const one = new FormData();
+    one.append("comment", "hello");
+    one.append("file", lockBlob("sock-one", 3), "package-lock.json");
+    expect(accepted(await post(one)).packages.total).toBe(3);
+
+    const before = await rowCounts(t.db);
+    const two = new FormData();
+    two.append("file", lockBlob("sock-big", 3000), "package-lock.json");
+    two.append("other", new Blob(["not a lockfile"], { type: "text/plain" }), "x.txt");
+    refused(await post(two), 400, "multiple_files");
+
+    const many = new FormData();
+    many.append("file", lockBlob("sock-fields", 3000), "package-lock.json");
+    for (let i = 0; i < 11; i++) many.append(`f${i}`, "x");
+    refused(await post(many), 400, "too_many_fields");
     expect(await rowCounts(t.db)).toEqual(before);
   });
 });

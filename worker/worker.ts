@@ -1,14 +1,12 @@
 /**
  * A worker process's parts: the queue runner over the pipeline's stages, the LISTEN connection, the
- * stuck-row rescuer and the audit sealer (node-cron, each one at a time across workers via an advisory
- * lock), the worker's liveness row, and its Prometheus metrics (its own
- * registry: several workers may share a process).
+ * worker's liveness row, and its Prometheus metrics (its own registry: several workers may share a
+ * process). Periodic maintenance (the stuck-row rescuer, the audit sealer) runs in the API process
+ * (src/maintenance/scheduler.ts), not here.
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import { sealEvents } from "../src/audit/sealer.ts";
 import type { Config } from "../src/config.ts";
-import cron, { type ScheduledTask } from "node-cron";
 import { createDb, type Db } from "../src/db/client.ts";
 import type { Logger } from "../src/logger.ts";
 import { createMetricsRegistry, type Registry } from "../src/metrics/registry.ts";
@@ -16,7 +14,6 @@ import { composeEvents, createWorkerMetrics, type WorkerMetrics } from "../src/m
 import { pipelineStages, type WorkerContext } from "../src/pipeline/stages.ts";
 import { cachedLicencePolicy } from "../src/policy/licence-policy-store.ts";
 import { PgListener } from "../src/db/pg-listener.ts";
-import { rescueStuck } from "../src/queue/rescuer.ts";
 import { QueueRunner, type RunnerEvents, type RunnerStage } from "../src/queue/runner.ts";
 import { touchWorker, WORK_CHANNEL } from "../src/queue/sql.ts";
 import { ContentStore } from "../src/store/content-store.ts";
@@ -32,20 +29,7 @@ export interface Worker {
   metrics: WorkerMetrics;
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** Run the rescuer once now (also scheduled by cron). */
-  rescue(): Promise<number>;
-  /** Run the audit sealer once now (also scheduled by cron): events sealed, 0 when another process held the lock. */
-  seal(): Promise<number>;
 }
-
-/**
- * Events per sealer transaction (sealEvents' default is 5,000). A batch goes out as one JSON
- * parameter, which Prisma serialises once more; at 5,000 events each string is ~1 MB and lands in
- * V8's large-object space, where dead ones pile up until the next full GC (~8 MiB more RSS while a
- * worker drains a backlog). At 1,000 the sealer still chains ~18k events/s on the benchmark machine
- * (5,000: ~24k/s), above the ~10k events/s of one worker draining at full speed.
- */
-const SEAL_BATCH = 1_000;
 
 export interface WorkerOptions {
   /** The registry the worker's metrics go to (default: a fresh one with the default process metrics). */
@@ -55,10 +39,6 @@ export interface WorkerOptions {
 }
 
 export function createWorker(config: Config, databaseUrl: string, log: Logger, events?: RunnerEvents, opts: WorkerOptions = {}): Worker {
-  // An invalid schedule fails here, before anything connects.
-  for (const [name, expr] of [["STUCK_CHECK_CRON", config.STUCK_CHECK_CRON], ["AUDIT_SEAL_CRON", config.AUDIT_SEAL_CRON]] as const) {
-    if (!cron.validate(expr)) throw new Error(`${name} is not a valid cron expression: ${expr}`);
-  }
   const id = config.WORKER_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`;
   const wlog = log.child({ workerId: id });
   const metrics = createWorkerMetrics(opts.metricsRegistry ?? createMetricsRegistry(), wlog);
@@ -109,10 +89,6 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     onConnect: () => runner.wake(),
     log: wlog,
   });
-  let task: ScheduledTask | null = null;
-  let sealTask: ScheduledTask | null = null;
-  let rescuing: Promise<number> | null = null;
-  let sealing: Promise<number> | null = null;
   let liveness: NodeJS.Timeout | null = null;
 
   const touch = async () => {
@@ -128,52 +104,16 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     }
   };
 
-  const rescue = async (): Promise<number> => {
-    try {
-      const { count, groups } = await rescueStuck(db, { stuckAfterSeconds: stuckSeconds, maxAttempts: config.MAX_ATTEMPTS }, wlog);
-      metrics.rescued(groups);
-      if (count > 0) {
-        wlog.warn({ count }, "rescuer reset stuck packages");
-        runner.wake();
-      }
-      return count;
-    } catch (err) {
-      wlog.warn({ err }, "rescuer run failed");
-      return 0;
-    }
-  };
-
-  const seal = (): Promise<number> => {
-    sealing ??= sealEvents(db, { batchSize: SEAL_BATCH }, wlog)
-      .then((r) => r.sealed)
-      .catch((err: unknown) => {
-        wlog.warn({ err }, "audit sealer run failed");
-        return 0;
-      })
-      .finally(() => {
-        sealing = null;
-      });
-    return sealing;
-  };
-
   return {
     id,
     db,
     runner,
     registry,
     metrics,
-    rescue,
-    seal,
     async start() {
       await touch();
       await listener.start();
       runner.start();
-      // Both catch their own errors; a run still going when its next time comes is skipped.
-      task = cron.schedule(config.STUCK_CHECK_CRON, () => void (rescuing ??= rescue().finally(() => (rescuing = null))), {
-        name: "stuck-rescuer",
-        noOverlap: true,
-      });
-      sealTask = cron.schedule(config.AUDIT_SEAL_CRON, () => void seal(), { name: "audit-sealer", noOverlap: true });
       liveness = setInterval(() => void touch(), 10_000);
       liveness.unref();
       wlog.info(
@@ -183,13 +123,9 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     },
     async stop() {
       wlog.info("worker stopping: no new claims; finishing in-flight steps");
-      // No new scheduled runs; one in progress finishes (awaited below, before the pool closes).
-      await Promise.all([task?.stop(), sealTask?.stop()]);
       if (liveness) clearInterval(liveness);
       await runner.stop(config.WORKER_GRACE_SECONDS * 1000);
       await listener.close();
-      await rescuing;
-      await sealing;
       await db.$disconnect();
       wlog.info("worker stopped");
     },

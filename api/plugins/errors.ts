@@ -8,9 +8,10 @@ import { AppError, type ErrorCode } from "../../src/errors.ts";
 const fastifyCodes: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: "payload_too_large",
   FST_REQ_FILE_TOO_LARGE: "payload_too_large",
-  FST_FILES_LIMIT: "payload_too_large",
-  FST_FIELDS_LIMIT: "payload_too_large",
-  FST_PARTS_LIMIT: "payload_too_large",
+  // The multipart count limits are not about size (the upload route words these itself; this is the fallback).
+  FST_FILES_LIMIT: "multiple_files",
+  FST_FIELDS_LIMIT: "too_many_fields",
+  FST_PARTS_LIMIT: "too_many_fields",
   FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported_media_type",
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "bad_request",
   FST_ERR_CTP_EMPTY_JSON_BODY: "bad_request",

@@ -2,8 +2,9 @@
  * The audit sealer: chains `package_event` rows into a tamper-evident hash chain after they are written.
  *
  * Events are inserted by many concurrent transactions (every queue statement writes its own), so chaining
- * at insert time would serialise the whole queue on the chain head. Instead every worker schedules the
- * sealer (AUDIT_SEAL_CRON, node-cron) and a transaction-scoped advisory lock lets one run at a time.
+ * at insert time would serialise the whole queue on the chain head. Instead the API process's maintenance
+ * schedules the sealer (AUDIT_SEAL_CRON, node-cron: src/maintenance/scheduler.ts) and a
+ * transaction-scoped advisory lock lets one run at a time across API replicas.
  * Each batch, in one transaction: read the chain head (highest seal_seq), take the oldest unsealed
  * events visible now (`seal_seq IS NULL`, id order), give each the next seal_seq, prev_hash and hash
  * (src/audit/chain.ts), and write them in one UPDATE. An event whose transaction commits late (a lower

@@ -6,7 +6,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Logger } from "../logger.ts";
 import type { RunnerEvents } from "../queue/runner.ts";
-import type { ClaimedRow, Completion, ResetGroup } from "../queue/sql.ts";
+import type { ClaimedRow, Completion } from "../queue/sql.ts";
 import { STAGE_NAMES, stageByActive, type StageName } from "../queue/states.ts";
 import type { CircuitState } from "../upstream/circuit-breaker.ts";
 
@@ -43,8 +43,6 @@ export interface WorkerMetrics {
   registry: Registry;
   /** Runner hooks that feed the counters and histograms; compose them with any others. */
   events: RunnerEvents;
-  /** Count rows the stuck-row rescuer reset. */
-  rescued(groups: readonly Pick<ResetGroup, "from_status" | "n">[]): void;
   /** Where the scrape-time gauges read from (the runner and breaker exist after the metrics). */
   bind(sources: WorkerMetricsSources): void;
 }
@@ -63,12 +61,6 @@ export function createWorkerMetrics(registry: Registry, log?: Logger): WorkerMet
   const deferred = perStage("spm_worker_deferred_total", "Rows sent back to their queue because the upstream circuit was open (applied), per stage");
   const leaseLost = perStage("spm_worker_lease_lost_total", "Steps whose lease was lost (result discarded), per stage");
   const byOutcome: Record<StepOutcomeLabel, Counter<"stage">> = { succeeded, rejected, retried, failed, deferred };
-  const rescuerReset = new Counter({
-    name: "spm_rescuer_reset_total",
-    help: "Stuck rows reset by the rescuer run in this worker, by the in-progress status they were stuck in",
-    labelNames: ["from_status"] as const,
-    registers,
-  });
   const stepDuration = new Histogram({
     name: "spm_step_duration_seconds",
     help: "Step run time, by stage and outcome",
@@ -157,9 +149,6 @@ export function createWorkerMetrics(registry: Registry, log?: Logger): WorkerMet
   return {
     registry,
     events,
-    rescued: safe("rescued", (groups: readonly Pick<ResetGroup, "from_status" | "n">[]) => {
-      for (const g of groups) rescuerReset.inc({ from_status: g.from_status }, g.n);
-    }),
     bind(next) {
       sources = { ...sources, ...next };
     },

@@ -15,11 +15,12 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { importAdvisories } from "../../src/advisories/store.ts";
 import { createDb, type Db } from "../../src/db/client.ts";
+import type { Maintenance } from "../../src/maintenance/scheduler.ts";
 import { buildTestApp, type TestApp } from "../support/app.ts";
 import { startDedicatedPostgres, type DedicatedPostgres } from "../support/dedicated-postgres.ts";
 import { startFixtureRegistry, type FixtureRegistry } from "../support/fixture-registry.ts";
 import { lockfileV3 } from "../support/lockfile.ts";
-import { spawnWorker, waitFor, workerEnv } from "../support/worker.ts";
+import { spawnWorker, startMaintenance, waitFor, workerEnv } from "../support/worker.ts";
 
 const COUNT = 200;
 const old = new Date(Date.now() - 30 * 86_400_000);
@@ -31,6 +32,7 @@ let ta: TestApp;
 let base: string;
 let upstream: FixtureRegistry;
 let storageDir: string;
+let maintenance: Maintenance | undefined;
 const children: ChildProcess[] = [];
 const output: string[] = [];
 
@@ -92,6 +94,7 @@ afterAll(async () => {
         }),
     ),
   );
+  await maintenance?.stop();
   await ta?.app.close();
   await db?.$disconnect();
   await upstream?.close();
@@ -117,6 +120,8 @@ describe("PostgreSQL restart mid-run", () => {
       STUCK_CHECK_CRON: "* * * * * *",
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
     });
+    // The API process's maintenance (the rescuer), as api/main.ts runs it, through the same restart.
+    maintenance = startMaintenance(db, env);
     for (const id of ["restart-w1", "restart-w2"]) {
       const child = spawnWorker(server.url, { ...env, WORKER_ID: id });
       child.stdout?.on("data", (b: Buffer) => output.push(`[${id}] ${b.toString()}`));

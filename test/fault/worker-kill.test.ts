@@ -8,11 +8,12 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseLockfile } from "../../src/lockfile/parse.ts";
 import { createRequest } from "../../src/requests/create-request.ts";
 import { complete } from "../../src/queue/sql.ts";
+import type { Maintenance } from "../../src/maintenance/scheduler.ts";
 import type { Worker } from "../../worker/worker.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { startFixtureRegistry, type FixtureRegistry } from "../support/fixture-registry.ts";
 import { lockfileV3 } from "../support/lockfile.ts";
-import { spawnWorker, startWorker, waitFor, waitSettled, workerEnv } from "../support/worker.ts";
+import { spawnWorker, startMaintenance, startWorker, waitFor, waitSettled, workerEnv } from "../support/worker.ts";
 
 let upstream: FixtureRegistry;
 const names = ["alpha", "bravo", "charlie", "delta"];
@@ -39,12 +40,14 @@ describe("worker killed with SIGKILL mid-download", () => {
   let t: TestDatabase;
   let child: ChildProcess | undefined;
   let rescuer: Worker | undefined;
+  let maintenance: Maintenance | undefined;
   beforeAll(async () => {
     t = await createTestDatabase();
   });
   afterEach(async () => {
     child?.kill("SIGKILL");
     await rescuer?.stop();
+    await maintenance?.stop();
     upstream.setFault({ kind: "tarball" }, null);
   });
   afterAll(async () => t?.drop());
@@ -60,6 +63,8 @@ describe("worker killed with SIGKILL mid-download", () => {
     expect((await exited(child)).signal).toBe("SIGKILL");
 
     upstream.setFault({ kind: "tarball" }, null);
+    // the API process's maintenance resets the dead worker's rows; another worker finishes them
+    maintenance = startMaintenance(t.db, env);
     rescuer = startWorker(t.url, { ...env, WORKER_ID: "rescuer" }).worker;
     await rescuer.start();
     await waitSettled(t.db, 30_000);

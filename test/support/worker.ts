@@ -6,6 +6,7 @@ import { join, resolve } from "node:path";
 import { loadConfig, type Config } from "../../src/config.ts";
 import type { Db } from "../../src/db/client.ts";
 import { createLogger } from "../../src/logger.ts";
+import { createMaintenance, type Maintenance } from "../../src/maintenance/scheduler.ts";
 import { createWorker, type Worker } from "../../worker/worker.ts";
 import { TEST_JWT_SECRET } from "./app.ts";
 import { WORKER_BUNDLE, WORKER_NODE_FLAGS } from "../../scripts/build-worker.ts";
@@ -31,6 +32,17 @@ export function startWorker(databaseUrl: string, env: Record<string, string>): {
   const config = loadConfig(env);
   const worker = createWorker(config, databaseUrl, createLogger("test-worker", config.LOG_LEVEL));
   return { worker, config };
+}
+
+/**
+ * The periodic maintenance (stuck-row rescuer, audit sealer) as the API process runs it
+ * (src/maintenance/scheduler.ts), scheduled with the env's STUCK_CHECK_CRON / AUDIT_SEAL_CRON.
+ */
+export function startMaintenance(db: Db, env: Record<string, string>): Maintenance {
+  const config = loadConfig(env);
+  const maintenance = createMaintenance({ config, db, log: createLogger("test-maintenance", config.LOG_LEVEL) });
+  maintenance.start();
+  return maintenance;
 }
 
 /**
