@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import pg from "pg";
+import { advisoryDataAge } from "../src/advisories/store.ts";
 import { ensureFirstAdmin } from "../src/auth/bootstrap.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { createDb } from "../src/db/client.ts";
@@ -60,6 +61,25 @@ function migrate(databaseUrl: string): void {
   log.info({ result: res.stdout.trim() }, "migrations applied");
 }
 
+/**
+ * Without advisory data no package can be cleared of known vulnerabilities, so every package waits for
+ * a person (finding `advisory_data_stale`: fail closed). Say so at start, with the command that fixes it.
+ */
+async function adviseOnAdvisoryData(databaseUrl: string, maxAgeDays: number): Promise<void> {
+  const db = createDb(databaseUrl, 1);
+  try {
+    const age = await advisoryDataAge(db);
+    if (age && Date.now() - age.getTime() <= maxAgeDays * 86_400_000) return;
+    process.stdout.write(
+      `\n  ${age ? `Advisory data is older than ADVISORY_MAX_AGE_DAYS (${maxAgeDays}): last imported ${age.toISOString()}.` : "No advisory data has been imported yet."}\n` +
+        `  Until it is, every package waits for review (finding advisory_data_stale): the gate fails closed.\n` +
+        `  Import OSV's npm advisories:  npm run advisories:import -- ./all.zip   (README "Importing advisory data")\n\n`,
+    );
+  } finally {
+    await db.$disconnect();
+  }
+}
+
 async function main(): Promise<void> {
   const config = loadConfig();
   let embedded: EmbeddedDatabase | null = null;
@@ -91,6 +111,8 @@ async function main(): Promise<void> {
       );
     }
   }
+
+  await adviseOnAdvisoryData(databaseUrl, config.ADVISORY_MAX_AGE_DAYS);
 
   const workerBundle = await buildWorker();
   const env = { ...process.env, DATABASE_URL: databaseUrl, JWT_SECRET: jwtSecret! };
