@@ -40,6 +40,8 @@ const schema = z.object({
   UPSTREAM_REGISTRY: z.url().optional(),
   UPSTREAM_TIMEOUT_MS: positiveInt(30_000),
   PACKUMENT_CACHE_SECONDS: seconds(300),
+  PACKUMENT_CACHE_MB: z.coerce.number().nonnegative().default(8),
+  PACKUMENT_MAX_MB: z.coerce.number().positive().default(128),
   CIRCUIT_FAILURE_THRESHOLD: positiveInt(5),
   CIRCUIT_OPEN_SECONDS: seconds(30),
 

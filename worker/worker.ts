@@ -48,6 +48,8 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     registry: config.UPSTREAM_REGISTRY,
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
     cacheSeconds: config.PACKUMENT_CACHE_SECONDS,
+    cacheBytes: Math.round(config.PACKUMENT_CACHE_MB * 2 ** 20),
+    maxPackumentBytes: Math.round(config.PACKUMENT_MAX_MB * 2 ** 20),
     breaker,
   });
   const store = new ContentStore(config.STORAGE_DIR);

@@ -19,8 +19,8 @@ export interface AuditItem {
   id: number;
   seal_seq: number | null;
   package_id: number;
-  /** name@version */
-  package: string;
+  /** name@version; null if the package row no longer exists (the trail outlives package rows) */
+  package: string | null;
   from: string | null;
   to: string;
   actor: string;
@@ -36,8 +36,8 @@ interface Row {
   id: string;
   seal_seq: string | null;
   package_id: number;
-  name: string;
-  version: string;
+  name: string | null;
+  version: string | null;
   from_status: string | null;
   to_status: string;
   actor: string;
@@ -60,7 +60,7 @@ export async function auditEvents(sql: Sql, filter: AuditFilter, after: bigint, 
       e.from_status::text AS from_status, e.to_status::text AS to_status, e.actor, e.reason, e.details,
       ${AT_TEXT} AS at, e.prev_hash, e.hash
     FROM package_event e
-    JOIN package p ON p.id = e.package_id
+    LEFT JOIN package p ON p.id = e.package_id
     WHERE e.id > ${after.toString()}::bigint
       AND (${packageId}::int IS NULL OR e.package_id = ${packageId}::int)
       AND (${requestId}::int IS NULL OR e.package_id IN (
@@ -74,7 +74,7 @@ export async function auditEvents(sql: Sql, filter: AuditFilter, after: bigint, 
     id: Number(r.id),
     seal_seq: r.seal_seq === null ? null : Number(r.seal_seq),
     package_id: r.package_id,
-    package: `${r.name}@${r.version}`,
+    package: r.name === null ? null : `${r.name}@${r.version}`,
     from: r.from_status,
     to: r.to_status,
     actor: r.actor,

@@ -24,8 +24,11 @@ export function upstreamFacts(packument: Packument, manifest: Record<string, unk
   };
 }
 
-/** Fields of a version manifest that installers need; served back by the registry for approved versions. */
-const INSTALL_FIELDS = [
+/**
+ * Fields of a version manifest that installers need; served back by the registry for approved versions.
+ * The worker's packument cache keeps these (src/upstream/registry-client.ts, `compactPackument`).
+ */
+export const INSTALL_FIELDS = [
   "name",
   "version",
   "description",

@@ -1,15 +1,22 @@
 /**
- * The upstream npm registry, as the worker sees it: packuments (cached per name for a short time,
- * one fetch in flight per name) and tarball responses, behind timeouts and a circuit breaker.
+ * The upstream npm registry, as the worker sees it: packuments (one fetch in flight per name, and a
+ * compact record of each kept for a short time in a cache bounded by bytes) and tarball responses,
+ * behind timeouts and a circuit breaker.
  */
 import { DeferStepError, permanent, transient, type StepError } from "../pipeline/step.ts";
+import { INSTALL_FIELDS } from "../pipeline/upstream-facts.ts";
 import { CircuitBreaker } from "./circuit-breaker.ts";
 
+/**
+ * A packument as the worker keeps it: only what the pipeline's steps read (see `compactPackument`), not
+ * the registry's whole document (READMEs, maintainers, scripts, devDependencies, … of every version).
+ */
 export interface Packument {
   name?: string;
-  versions?: Record<string, Record<string, unknown>>;
+  /** Version manifests; null for a version whose manifest is not an object. */
+  versions?: Record<string, Record<string, unknown> | null>;
+  /** Publish time of each version in `versions` (ISO 8601). */
   time?: Record<string, string>;
-  "dist-tags"?: Record<string, string>;
 }
 
 export interface RegistryClientOptions {
@@ -17,8 +24,68 @@ export interface RegistryClientOptions {
   timeoutMs: number;
   cacheSeconds: number;
   breaker: CircuitBreaker;
-  /** At most this many packuments kept in memory. */
-  cacheEntries?: number;
+  /**
+   * Budget of the packument cache, in estimated bytes (the JSON length of the compact records kept;
+   * default `DEFAULT_PACKUMENT_CACHE_BYTES`). Least recently used names go first; a packument whose
+   * record alone is over the budget is used by the calls that asked for it and not kept. 0: no cache.
+   */
+  cacheBytes?: number;
+  /** A packument response larger than this (bytes, decoded) fails the package (default `DEFAULT_MAX_PACKUMENT_BYTES`). */
+  maxPackumentBytes?: number;
+}
+
+/**
+ * 8 MiB of compact records. Packuments of thousands of versions (typescript, @types/node, aws-sdk: 10 MB
+ * and more) compact to 1–3 MB, most to a few KB. In the heap a record takes about 0.5–1.5 times its
+ * JSON length (measured on synthetic packuments shaped like those).
+ */
+export const DEFAULT_PACKUMENT_CACHE_BYTES = 8 * 1024 * 1024;
+/** 128 MiB: far above real packuments, below what parsing could take the worker down with. */
+export const DEFAULT_MAX_PACKUMENT_BYTES = 128 * 1024 * 1024;
+
+/** Per-version fields the steps read: what installers get back (`INSTALL_FIELDS`) and every licence spelling. */
+const VERSION_FIELDS: readonly string[] = [...new Set<string>([...INSTALL_FIELDS, "license", "licence", "licenses", "licences", "deprecated"])];
+/** Fields of a version's `dist` the steps read. */
+const DIST_FIELDS = ["tarball", "integrity", "shasum"] as const;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The part of a full packument the pipeline's steps use (`versionManifest`, `upstreamFacts`,
+ * `declaredLicence`, `installManifest`): per version the `VERSION_FIELDS` and `dist.{tarball,integrity,shasum}`,
+ * and the publish time of each version. Values are shared with `doc`, not copied; the rest of `doc` can
+ * be collected. A version whose manifest is not an object is kept as null (still "not found", still counted).
+ */
+export function compactPackument(doc: Record<string, unknown>): Packument {
+  const out: Packument = {};
+  if (typeof doc.name === "string") out.name = doc.name;
+  const versions: Record<string, Record<string, unknown> | null> = {};
+  const time: Record<string, string> = {};
+  const allTimes = isRecord(doc.time) ? doc.time : {};
+  if (isRecord(doc.versions)) {
+    for (const [version, manifest] of Object.entries(doc.versions)) {
+      const at = allTimes[version];
+      if (typeof at === "string") time[version] = at;
+      if (typeof manifest !== "object" || manifest === null) {
+        versions[version] = null;
+        continue;
+      }
+      const m = manifest as Record<string, unknown>;
+      const kept: Record<string, unknown> = {};
+      for (const field of VERSION_FIELDS) if (m[field] !== undefined) kept[field] = m[field];
+      if (isRecord(m.dist)) {
+        const dist: Record<string, unknown> = {};
+        for (const field of DIST_FIELDS) if (m.dist[field] !== undefined) dist[field] = m.dist[field];
+        kept.dist = dist;
+      }
+      versions[version] = kept;
+    }
+    out.versions = versions;
+  }
+  if (Object.keys(time).length > 0) out.time = time;
+  return out;
 }
 
 /**
@@ -39,53 +106,134 @@ export function packumentPath(name: string): string {
   return name.startsWith("@") ? `@${encodeURIComponent(name.slice(1))}` : encodeURIComponent(name);
 }
 
+/** The response body was over the size limit (found while reading it). */
+class BodyTooLargeError extends Error {}
+
+interface CacheEntry {
+  /** When its fetch started (the TTL counts from there). */
+  at: number;
+  value: Packument;
+  /** Estimated size: the JSON length of `value`. */
+  bytes: number;
+}
+
+interface Flight {
+  at: number;
+  promise: Promise<Packument>;
+}
+
 export class RegistryClient {
-  private readonly cache = new Map<string, { at: number; value: Promise<Packument> }>();
+  /** Compact packuments by name, least recently used first. */
+  private readonly cache = new Map<string, CacheEntry>();
+  private cachedBytes = 0;
+  /** Packument fetches in flight, by name (callers within the TTL share one). */
+  private readonly flights = new Map<string, Flight>();
+  private readonly cacheBudget: number;
+  private readonly maxPackumentBytes: number;
   readonly registry: URL;
 
   constructor(private readonly opts: RegistryClientOptions) {
     this.registry = new URL(opts.registry);
+    this.cacheBudget = opts.cacheBytes ?? DEFAULT_PACKUMENT_CACHE_BYTES;
+    this.maxPackumentBytes = opts.maxPackumentBytes ?? DEFAULT_MAX_PACKUMENT_BYTES;
   }
 
   get breaker(): CircuitBreaker {
     return this.opts.breaker;
   }
 
-  /** The full packument of `name` (full, not abbreviated: licence and publish times are needed). */
-  packument(name: string, signal?: AbortSignal): Promise<Packument> {
-    const now = Date.now();
-    const hit = this.cache.get(name);
-    if (hit && now - hit.at < this.opts.cacheSeconds * 1000) return hit.value;
-    const value = this.fetchPackument(name, signal);
-    this.cache.set(name, { at: now, value });
-    value.catch(() => this.cache.delete(name));
-    const max = this.opts.cacheEntries ?? 2_000;
-    if (this.cache.size > max) {
-      const oldest = this.cache.keys().next().value;
-      if (oldest !== undefined) this.cache.delete(oldest);
-    }
-    return value;
+  /** What the packument cache holds: names and estimated bytes (never more than the budget). */
+  get cacheStats(): { entries: number; bytes: number; budget: number } {
+    return { entries: this.cache.size, bytes: this.cachedBytes, budget: this.cacheBudget };
   }
 
-  private async fetchPackument(name: string, signal?: AbortSignal): Promise<Packument> {
+  /**
+   * The packument of `name`, from the full document (not the abbreviated one: licence and publish times
+   * are needed), compacted to what the steps read. Kept for `cacheSeconds` after its fetch started, as
+   * the byte budget allows; a fetch in flight for the name (started within that time) is shared.
+   */
+  packument(name: string, signal?: AbortSignal): Promise<Packument> {
+    const now = Date.now();
+    const ttlMs = this.opts.cacheSeconds * 1000;
+    const hit = this.cache.get(name);
+    if (hit) {
+      this.cache.delete(name);
+      if (now - hit.at < ttlMs) {
+        this.cache.set(name, hit); // now the most recently used
+        return Promise.resolve(hit.value);
+      }
+      this.cachedBytes -= hit.bytes;
+    }
+    const running = this.flights.get(name);
+    if (running && now - running.at < ttlMs) return running.promise;
+    const flight = { at: now } as Flight;
+    flight.promise = this.load(name, flight, signal);
+    this.flights.set(name, flight);
+    return flight.promise;
+  }
+
+  private async load(name: string, flight: Flight, signal?: AbortSignal): Promise<Packument> {
+    try {
+      const { value, bytes } = await this.fetchPackument(name, signal);
+      if (this.flights.get(name) === flight) this.remember(name, { at: flight.at, value, bytes });
+      return value;
+    } finally {
+      if (this.flights.get(name) === flight) this.flights.delete(name);
+    }
+  }
+
+  /** Keep `entry` as the most recently used, then drop least recently used names until within the budget. */
+  private remember(name: string, entry: CacheEntry): void {
+    if (this.opts.cacheSeconds <= 0 || entry.bytes > this.cacheBudget) return;
+    const old = this.cache.get(name);
+    if (old) {
+      this.cache.delete(name);
+      this.cachedBytes -= old.bytes;
+    }
+    this.cache.set(name, entry);
+    this.cachedBytes += entry.bytes;
+    for (const [key, e] of this.cache) {
+      if (this.cachedBytes <= this.cacheBudget) break;
+      this.cache.delete(key);
+      this.cachedBytes -= e.bytes;
+    }
+  }
+
+  private async fetchPackument(name: string, signal?: AbortSignal): Promise<{ value: Packument; bytes: number }> {
     const url = new URL(packumentPath(name), this.registry);
     const res = await this.request(url, { accept: "application/json" }, signal);
     if (res.status === 404) {
       await res.body?.cancel();
       throw permanent("package_not_found", `${name} does not exist on the upstream registry (${this.registry.host})`);
     }
+    const max = this.maxPackumentBytes;
+    // Not the upstream's fault (no breaker failure), and the same on every retry: fails the package.
+    const tooLarge = (size: string) => permanent("upstream_error", `the packument of ${name} is ${size} bytes, over the worker's limit (${max})`);
+    const declared = Number(res.headers.get("content-length") ?? NaN);
+    if (declared > max) {
+      await res.body?.cancel();
+      throw tooLarge(String(declared));
+    }
     let text: string;
     try {
-      text = await res.text();
+      text = await readText(res, max);
     } catch (err) {
+      if (err instanceof BodyTooLargeError) throw tooLarge(`more than ${max}`);
       throw this.bodyError(url, `the packument of ${name}`, err, signal);
     }
+    let doc: unknown;
     try {
-      return JSON.parse(text) as Packument;
+      doc = JSON.parse(text);
     } catch (err) {
       this.opts.breaker.failure();
       throw transient("upstream_error", `invalid packument JSON for ${name}`, err);
     }
+    if (!isRecord(doc)) {
+      this.opts.breaker.failure();
+      throw transient("upstream_error", `the packument of ${name} is not a JSON object`);
+    }
+    const value = compactPackument(doc);
+    return { value, bytes: JSON.stringify(value).length };
   }
 
   /**
@@ -133,6 +281,25 @@ export class RegistryClient {
     }
     return res;
   }
+}
+
+/**
+ * The body as UTF-8 text (as `Response.text()` decodes it), failing with BodyTooLargeError as soon as more
+ * than `max` bytes have arrived (the rest is not read; the stream is cancelled).
+ */
+async function readText(res: Response, max: number): Promise<string> {
+  if (!res.body) return "";
+  // Decoded chunk by chunk, so that the raw bytes can go while the rest arrives.
+  const decoder = new TextDecoder();
+  const parts: string[] = [];
+  let total = 0;
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    total += chunk.byteLength;
+    if (total > max) throw new BodyTooLargeError();
+    parts.push(decoder.decode(chunk, { stream: true }));
+  }
+  parts.push(decoder.decode());
+  return parts.join("");
 }
 
 /** An AbortSignal.timeout() abort, as fetch and the streams reading its body report it. */
