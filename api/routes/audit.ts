@@ -24,7 +24,7 @@ const auditItem = {
     id: { type: "integer" },
     seal_seq: { type: ["integer", "null"], description: "position in the hash chain; null until sealed" },
     package_id: { type: "integer" },
-    package: { type: "string", description: "name@version" },
+    package: { type: ["string", "null"], description: "name@version (null if the package row no longer exists)" },
     from: nullableStatus,
     to: statusEnum,
     actor: { type: "string" },
