@@ -11,6 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
+import { LRUCache } from "lru-cache";
 import ssri from "ssri";
 import { ContentStore } from "../store/content-store.ts";
 
@@ -42,12 +43,11 @@ export function verifyTarball(key: string, integrity: string, bytes: Buffer): vo
 }
 
 export class TarballCache {
-  private readonly entries = new Map<string, Buffer>();
+  /** lru-cache, bounded by total bytes; null when the cache is off (maxBytes 0). */
+  private readonly entries: LRUCache<string, Buffer> | null;
   private readonly flights = new Map<string, Promise<Buffer>>();
   readonly maxBytes: number;
   readonly maxEntryBytes: number;
-  /** Bytes held now. */
-  bytes = 0;
   hits = 0;
   misses = 0;
   evictions = 0;
@@ -55,11 +55,27 @@ export class TarballCache {
   constructor(options: TarballCacheOptions) {
     this.maxBytes = Math.max(0, Math.floor(options.maxBytes));
     this.maxEntryBytes = Math.min(this.maxBytes, Math.floor(options.maxEntryBytes ?? this.maxBytes / 8));
+    this.entries =
+      this.maxBytes > 0
+        ? new LRUCache<string, Buffer>({
+            maxSize: this.maxBytes,
+            maxEntrySize: Math.max(1, this.maxEntryBytes),
+            sizeCalculation: (bytes) => Math.max(1, bytes.length),
+            dispose: (_bytes, _key, reason) => {
+              if (reason === "evict") this.evictions++;
+            },
+          })
+        : null;
+  }
+
+  /** Bytes held now. */
+  get bytes(): number {
+    return this.entries?.calculatedSize ?? 0;
   }
 
   /** Number of tarballs held. */
   get size(): number {
-    return this.entries.size;
+    return this.entries?.size ?? 0;
   }
 
   /** Whether a tarball of `size` bytes would be kept. */
@@ -68,19 +84,14 @@ export class TarballCache {
   }
 
   has(key: string): boolean {
-    return this.entries.has(key);
+    return this.entries?.has(key) ?? false;
   }
 
   /** The cached bytes of `key` (marked most recently used), or undefined. */
   get(key: string): Buffer | undefined {
-    const bytes = this.entries.get(key);
-    if (bytes === undefined) {
-      this.misses++;
-      return undefined;
-    }
-    this.hits++;
-    this.entries.delete(key);
-    this.entries.set(key, bytes);
+    const bytes = this.entries?.get(key);
+    if (bytes === undefined) this.misses++;
+    else this.hits++;
     return bytes;
   }
 
@@ -89,14 +100,14 @@ export class TarballCache {
    * match: nothing is kept) and keep it when it fits. Concurrent loads of one key share one read.
    */
   async load(key: string, integrity: string, read: () => Promise<Buffer>): Promise<Buffer> {
-    const cached = this.entries.get(key);
+    const cached = this.entries?.get(key);
     if (cached) return cached;
     const running = this.flights.get(key);
     if (running) return running;
     const flight = (async () => {
       const bytes = await read();
       verifyTarball(key, integrity, bytes);
-      this.store(key, bytes);
+      if (this.fits(bytes.length) && !this.entries?.has(key)) this.entries?.set(key, bytes);
       return bytes;
     })();
     this.flights.set(key, flight);
@@ -107,21 +118,8 @@ export class TarballCache {
     }
   }
 
-  private store(key: string, bytes: Buffer): void {
-    if (!this.fits(bytes.length) || this.entries.has(key)) return;
-    this.entries.set(key, bytes);
-    this.bytes += bytes.length;
-    for (const [oldKey, old] of this.entries) {
-      if (this.bytes <= this.maxBytes) break;
-      this.entries.delete(oldKey);
-      this.bytes -= old.length;
-      this.evictions++;
-    }
-  }
-
   clear(): void {
-    this.entries.clear();
-    this.bytes = 0;
+    this.entries?.clear();
   }
 }
 

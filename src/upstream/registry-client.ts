@@ -3,6 +3,7 @@
  * compact record of each kept for a short time in a cache bounded by bytes) and tarball responses,
  * behind timeouts and a circuit breaker.
  */
+import { LRUCache } from "lru-cache";
 import { DeferStepError, permanent, transient, type StepError } from "../pipeline/step.ts";
 import { INSTALL_FIELDS } from "../pipeline/upstream-facts.ts";
 import { CircuitBreaker } from "./circuit-breaker.ts";
@@ -110,8 +111,6 @@ export function packumentPath(name: string): string {
 class BodyTooLargeError extends Error {}
 
 interface CacheEntry {
-  /** When its fetch started (the TTL counts from there). */
-  at: number;
   value: Packument;
   /** Estimated size: the JSON length of `value`. */
   bytes: number;
@@ -123,9 +122,8 @@ interface Flight {
 }
 
 export class RegistryClient {
-  /** Compact packuments by name, least recently used first. */
-  private readonly cache = new Map<string, CacheEntry>();
-  private cachedBytes = 0;
+  /** Compact packuments by name (lru-cache: bounded by their estimated bytes, each kept for the TTL); null when off. */
+  private readonly cache: LRUCache<string, CacheEntry> | null;
   /** Packument fetches in flight, by name (callers within the TTL share one). */
   private readonly flights = new Map<string, Flight>();
   private readonly cacheBudget: number;
@@ -134,8 +132,20 @@ export class RegistryClient {
 
   constructor(private readonly opts: RegistryClientOptions) {
     this.registry = new URL(opts.registry);
-    this.cacheBudget = opts.cacheBytes ?? DEFAULT_PACKUMENT_CACHE_BYTES;
+    this.cacheBudget = Math.max(0, Math.floor(opts.cacheBytes ?? DEFAULT_PACKUMENT_CACHE_BYTES));
     this.maxPackumentBytes = opts.maxPackumentBytes ?? DEFAULT_MAX_PACKUMENT_BYTES;
+    const ttl = opts.cacheSeconds * 1000;
+    this.cache =
+      this.cacheBudget > 0 && ttl > 0
+        ? new LRUCache<string, CacheEntry>({
+            maxSize: this.cacheBudget,
+            maxEntrySize: this.cacheBudget,
+            sizeCalculation: (e) => Math.max(1, e.bytes),
+            ttl,
+            updateAgeOnGet: false,
+            perf: { now: () => Date.now() }, // the clock of `start` below (the flight's Date.now())
+          })
+        : null;
   }
 
   get breaker(): CircuitBreaker {
@@ -144,7 +154,7 @@ export class RegistryClient {
 
   /** What the packument cache holds: names and estimated bytes (never more than the budget). */
   get cacheStats(): { entries: number; bytes: number; budget: number } {
-    return { entries: this.cache.size, bytes: this.cachedBytes, budget: this.cacheBudget };
+    return { entries: this.cache?.size ?? 0, bytes: this.cache?.calculatedSize ?? 0, budget: this.cacheBudget };
   }
 
   /**
@@ -155,15 +165,8 @@ export class RegistryClient {
   packument(name: string, signal?: AbortSignal): Promise<Packument> {
     const now = Date.now();
     const ttlMs = this.opts.cacheSeconds * 1000;
-    const hit = this.cache.get(name);
-    if (hit) {
-      this.cache.delete(name);
-      if (now - hit.at < ttlMs) {
-        this.cache.set(name, hit); // now the most recently used
-        return Promise.resolve(hit.value);
-      }
-      this.cachedBytes -= hit.bytes;
-    }
+    const hit = this.cache?.get(name); // marks it most recently used; undefined once its TTL is over
+    if (hit) return Promise.resolve(hit.value);
     const running = this.flights.get(name);
     if (running && now - running.at < ttlMs) return running.promise;
     const flight = { at: now } as Flight;
@@ -175,27 +178,11 @@ export class RegistryClient {
   private async load(name: string, flight: Flight, signal?: AbortSignal): Promise<Packument> {
     try {
       const { value, bytes } = await this.fetchPackument(name, signal);
-      if (this.flights.get(name) === flight) this.remember(name, { at: flight.at, value, bytes });
+      // The TTL counts from when the fetch started, like a shared flight's.
+      if (this.flights.get(name) === flight) this.cache?.set(name, { value, bytes }, { start: flight.at });
       return value;
     } finally {
       if (this.flights.get(name) === flight) this.flights.delete(name);
-    }
-  }
-
-  /** Keep `entry` as the most recently used, then drop least recently used names until within the budget. */
-  private remember(name: string, entry: CacheEntry): void {
-    if (this.opts.cacheSeconds <= 0 || entry.bytes > this.cacheBudget) return;
-    const old = this.cache.get(name);
-    if (old) {
-      this.cache.delete(name);
-      this.cachedBytes -= old.bytes;
-    }
-    this.cache.set(name, entry);
-    this.cachedBytes += entry.bytes;
-    for (const [key, e] of this.cache) {
-      if (this.cachedBytes <= this.cacheBudget) break;
-      this.cache.delete(key);
-      this.cachedBytes -= e.bytes;
     }
   }
 
