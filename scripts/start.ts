@@ -16,7 +16,7 @@ import pg from "pg";
 import { advisoryDataAge } from "../src/advisories/store.ts";
 import { ensureFirstAdmin } from "../src/auth/bootstrap.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
-import { createDb } from "../src/db/client.ts";
+import { createDb, type Db } from "../src/db/client.ts";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { createLogger } from "../src/logger.ts";
 import { requeueOrphans } from "../src/queue/sql.ts";
@@ -65,19 +65,14 @@ function migrate(databaseUrl: string): void {
  * Without advisory data no package can be cleared of known vulnerabilities, so every package waits for
  * a person (finding `advisory_data_stale`: fail closed). Say so at start, with the command that fixes it.
  */
-async function adviseOnAdvisoryData(databaseUrl: string, maxAgeDays: number): Promise<void> {
-  const db = createDb(databaseUrl, 1);
-  try {
-    const age = await advisoryDataAge(db);
-    if (age && Date.now() - age.getTime() <= maxAgeDays * 86_400_000) return;
-    process.stdout.write(
-      `\n  ${age ? `Advisory data is older than ADVISORY_MAX_AGE_DAYS (${maxAgeDays}): last imported ${age.toISOString()}.` : "No advisory data has been imported yet."}\n` +
-        `  Until it is, every package waits for review (finding advisory_data_stale): the gate fails closed.\n` +
-        `  Import OSV's npm advisories:  npm run advisories:import -- ./all.zip   (README "Importing advisory data")\n\n`,
-    );
-  } finally {
-    await db.$disconnect();
-  }
+async function adviseOnAdvisoryData(db: Db, maxAgeDays: number): Promise<void> {
+  const age = await advisoryDataAge(db);
+  if (age && Date.now() - age.getTime() <= maxAgeDays * 86_400_000) return;
+  process.stdout.write(
+    `\n  ${age ? `Advisory data is older than ADVISORY_MAX_AGE_DAYS (${maxAgeDays}): last imported ${age.toISOString()}.` : "No advisory data has been imported yet."}\n` +
+      `  Until it is, every package waits for review (finding advisory_data_stale): the gate fails closed.\n` +
+      `  Import OSV's npm advisories:  npm run advisories:import -- ./all.zip   (README "Importing advisory data")\n\n`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -96,23 +91,25 @@ async function main(): Promise<void> {
     jwtSecret ??= secretIn(dataDir);
   }
   migrate(databaseUrl);
-  if (embedded) {
-    const db = createDb(databaseUrl, 1);
-    // The embedded database is this stack's alone and its worker is not running yet: rows a previous
-    // run left in progress go straight back to their queue instead of waiting STUCK_AFTER_MINUTES.
-    const requeued = await requeueOrphans(db, { actor: "start", queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES] });
-    if (requeued > 0) log.info({ requeued }, "requeued packages the previous run left in progress");
-    const admin = await ensureFirstAdmin(db);
-    await db.$disconnect();
-    if (admin) {
-      process.stdout.write(
-        `\n  First start: created user "${admin.username}" with password  ${admin.password}\n` +
-          `  (shown only once; log in with POST /api/auth/login, create more users with npm run user:create)\n\n`,
-      );
+  const db = createDb(databaseUrl, 1);
+  try {
+    if (embedded) {
+      // The embedded database is this stack's alone and its worker is not running yet: rows a previous
+      // run left in progress go straight back to their queue instead of waiting STUCK_AFTER_MINUTES.
+      const requeued = await requeueOrphans(db, { actor: "start", queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES] });
+      if (requeued > 0) log.info({ requeued }, "requeued packages the previous run left in progress");
+      const admin = await ensureFirstAdmin(db);
+      if (admin) {
+        process.stdout.write(
+          `\n  First start: created user "${admin.username}" with password  ${admin.password}\n` +
+            `  (shown only once; log in with POST /api/auth/login, create more users with npm run user:create)\n\n`,
+        );
+      }
     }
+    await adviseOnAdvisoryData(db, config.ADVISORY_MAX_AGE_DAYS);
+  } finally {
+    await db.$disconnect();
   }
-
-  await adviseOnAdvisoryData(databaseUrl, config.ADVISORY_MAX_AGE_DAYS);
 
   const workerBundle = await buildWorker();
   const env = { ...process.env, DATABASE_URL: databaseUrl, JWT_SECRET: jwtSecret! };
