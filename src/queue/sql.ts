@@ -236,9 +236,10 @@ export async function resetStuck(
   const shard = args.shard ?? 0;
   return sql.$queryRaw<ResetGroup[]>`
     WITH stuck AS (
-      -- Oldest first within each active status, read in order from the leased-rows heartbeat index:
-      -- one ORDER BY over all active statuses would sort every stuck row for each batch (LockRows
-      -- stands between LIMIT and the sort, so it cannot be a top-N sort).
+      -- Per active status, in (status, next_attempt_at, id) index order: the active statuses hold only
+      -- the rows in flight. No ORDER BY heartbeat_at: under FOR UPDATE it could not be a top-N sort
+      -- (LockRows stands between LIMIT and the sort), so it would sort every stuck row for each batch;
+      -- every stuck row is reset in the same run anyway.
       SELECT c.id, c.status, c.lease_owner
       FROM unnest(${args.active}::package_status[]) AS a(status)
       CROSS JOIN LATERAL (
@@ -246,7 +247,6 @@ export async function resetStuck(
         WHERE p.status = a.status
           AND p.heartbeat_at < now() - make_interval(secs => ${args.stuckSeconds}::float8)
           AND p.id % ${shards}::int = ${shard}::int
-        ORDER BY p.heartbeat_at
         LIMIT ${args.limit}
         FOR UPDATE SKIP LOCKED
       ) c

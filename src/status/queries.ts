@@ -1,6 +1,6 @@
 /**
  * Read-side queries behind the status endpoints. Each is one statement shaped to use the package
- * indexes ((status, next_attempt_at, id) and (status, heartbeat_at)) so they stay cheap at 1M rows.
+ * index (status, next_attempt_at, id) so they stay cheap at 1M rows.
  *
  * Per-request queries look each of the request's packages up by primary key (a LATERAL subquery with
  * OFFSET 0, which the planner keeps as a nested loop): their cost follows the request's size, not the
