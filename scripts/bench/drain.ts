@@ -7,14 +7,14 @@
  *             UPDATE … WHERE id = ANY(ids) per batch (no events, no lease check): the floor
  *   graphile  graphile-worker run(), concurrency 10, local queue B, batched completions
  * Same rows in flight per process for ours and raw (10 × B). Contenders are interleaved, and the
- * median of BENCH_REPS (default 3) runs is reported.
+ * median of BENCH_REPS (default 5) runs is reported.
  */
 import { median, result, scaled, log, type BenchResult } from "./lib.ts";
 import { prepareGraphile, runDrain, type DrainSpec } from "./drain-run.ts";
 
 export async function benchDrain(url: string): Promise<BenchResult[]> {
   const rows = scaled(20_000, 500);
-  const reps = Number(process.env.BENCH_REPS ?? 3);
+  const reps = Number(process.env.BENCH_REPS ?? 5);
   await prepareGraphile(url);
   const loops = 10;
   const configs: { key: string; spec: DrainSpec }[] = [];

@@ -7,7 +7,7 @@
  * Environment:
  *   BENCH_SCALE   multiplies row counts and durations (default 1; 0.1 for a quick run)
  *   BENCH_ONLY    comma-separated subset: drain,pickup,upload,status,stuck,memory,registry,real
- *   BENCH_REPS    repetitions of each drain configuration (default 3; the median is reported)
+ *   BENCH_REPS    repetitions of each drain configuration (default 5; the median is reported)
  *   BENCH_REAL=1  also run the real-work benchmark (needs the npm registry; see real.ts)
  *   DATABASE_URL  use this server instead of an embedded one (a new database is created and dropped)
  *
