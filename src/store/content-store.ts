@@ -4,6 +4,7 @@
  * sees a partial file and two writers of the same content cannot corrupt it.
  */
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { createReadStream, createWriteStream, mkdirSync } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -99,8 +100,9 @@ export class ContentStore {
     const hasher = ssri.integrityStream({ algorithms: ["sha512", "sha1"] });
     let computed: ssri.Integrity | undefined;
     hasher.on("integrity", (i: ssri.Integrity) => (computed = i));
+    const out = createWriteStream(tmp, { mode: 0o644 });
     try {
-      await pipeline(source, limiter, hasher, createWriteStream(tmp, { mode: 0o644 }));
+      await pipeline(source, limiter, hasher, out);
       if (!computed) throw new Error("no digest computed");
       const sha512 = hashOf(computed, "sha512");
       const sha1 = hashOf(computed, "sha1");
@@ -116,6 +118,10 @@ export class ContentStore {
       await rename(tmp, dest);
       return { blob, stored: true };
     } catch (err) {
+      // A source that fails at once can fail the pipeline while the file is still being opened (on
+      // libuv's thread pool): the destroyed stream still opens it, then closes it. Removing it before
+      // that would leave it behind (seen under load), so wait for the stream to close first.
+      if (!out.closed) await once(out, "close").catch(() => undefined);
       await rm(tmp, { force: true });
       throw err;
     }
