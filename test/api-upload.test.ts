@@ -127,6 +127,14 @@ describe("accepted uploads", () => {
     ]);
     const tenRes = await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...ten.headers }, payload: ten.payload });
     expect(accepted(tenRes).packages).toEqual({ total: 2, new: 2, existing: 0 });
+
+    // a large text field is cut to its first KiB by the parser (it is ignored anyway): not buffered whole
+    const big = multipart([
+      { name: "notes", content: "n".repeat(2 * 1024 * 1024) },
+      { name: "file", filename: "package-lock.json", contentType: "application/json", content: lockV3(pkgs("fieldbig", 2)) },
+    ]);
+    const bigRes = await ta.app.inject({ method: "POST", url: "/api/packages/upload", headers: { ...ta.auth("user"), ...big.headers }, payload: big.payload });
+    expect(accepted(bigRes).packages).toEqual({ total: 2, new: 2, existing: 0 });
   });
 
   it("links existing rows for an overlapping lockfile instead of duplicating them", async () => {

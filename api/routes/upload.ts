@@ -15,6 +15,8 @@ import { errorResponses } from "../schemas.ts";
 /** The one file part the upload reads, and how many other form fields it tolerates (and ignores). */
 const FILE_FIELD = "file";
 const MAX_FIELDS = 10;
+/** Bytes kept of each ignored text field (busboy truncates the rest): 10 fields cannot hold 10 MiB. */
+const MAX_FIELD_BYTES = 1024;
 
 export default async function uploadRoutes(app: FastifyInstance, { db, config }: AppDeps) {
   const limit = config.MAX_UPLOAD_BYTES;
@@ -22,7 +24,10 @@ export default async function uploadRoutes(app: FastifyInstance, { db, config }:
   // so a burst of uploads queues here instead of starving status reads and health checks of connections.
   const uploads = new Semaphore(Math.max(1, Math.floor(config.DB_POOL_SIZE / 2)));
   // files: 1 — a second file part (whatever its field name) raises the plugin's files limit, answered as `multiple_files`.
-  await app.register(multipart, { limits: { fileSize: limit, files: 1, fields: MAX_FIELDS, parts: 2 * MAX_FIELDS }, throwFileSizeLimit: true });
+  await app.register(multipart, {
+    limits: { fileSize: limit, files: 1, fields: MAX_FIELDS, fieldSize: MAX_FIELD_BYTES, parts: 2 * MAX_FIELDS },
+    throwFileSizeLimit: true,
+  });
   // The raw bytes are parsed by the lockfile parser itself (BOM, strict UTF-8, safe keys, sha256). Fastify's default
   // text/plain parser goes too, so any other content type is refused with 415 rather than read as an empty upload.
   app.removeContentTypeParser(["application/json", "text/plain"]);
