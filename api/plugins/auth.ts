@@ -8,6 +8,7 @@
  * used only before the token's `exp`; failures are never remembered and are verified every time).
  */
 import fastifyJwt from "@fastify/jwt";
+import { LRUCache } from "lru-cache";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { hasRole, type UserRole } from "../../src/auth/users.ts";
@@ -33,7 +34,7 @@ declare module "fastify" {
   }
 }
 
-/** Verified Authorization headers kept (oldest dropped first beyond this). */
+/** Verified Authorization headers kept (least recently used dropped first beyond this). */
 const MAX_VERIFIED = 10_000;
 
 export default fp(async function auth(app: FastifyInstance, opts: { secret: string; ttl: string }) {
@@ -42,7 +43,7 @@ export default fp(async function auth(app: FastifyInstance, opts: { secret: stri
     sign: { algorithm: "HS256", expiresIn: opts.ttl },
     verify: { algorithms: ["HS256"] },
   });
-  const verified = new Map<string, { user: FastifyRequest["user"]; expiresAtMs: number }>();
+  const verified = new LRUCache<string, { user: FastifyRequest["user"]; expiresAtMs: number }>({ max: MAX_VERIFIED });
   const authenticate = async (request: FastifyRequest) => {
     const header = request.headers.authorization;
     const known = header === undefined ? undefined : verified.get(header);
@@ -72,7 +73,6 @@ export default fp(async function auth(app: FastifyInstance, opts: { secret: stri
     }
     // only tokens whose validity is a plain time window ending at `exp` (ours: no nbf)
     if (header !== undefined && typeof u.exp === "number" && (u as { nbf?: unknown }).nbf === undefined) {
-      if (verified.size >= MAX_VERIFIED) verified.delete(verified.keys().next().value!);
       verified.set(header, { user: { ...u }, expiresAtMs: u.exp * 1000 });
     }
   };

@@ -26,6 +26,7 @@ import { readFile, stat } from "node:fs/promises";
 import { promisify } from "node:util";
 import { gunzip } from "node:zlib";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { LRUCache } from "lru-cache";
 import { advisoriesFor } from "../../src/advisories/store.ts";
 import { matchAdvisory, VersionCompareError } from "../../src/advisories/match.ts";
 import { PgListener } from "../../src/db/pg-listener.ts";
@@ -364,12 +365,11 @@ async function npmRegistry(app: FastifyInstance, { db, config }: AppDeps) {
   };
 
   /** parseRegistryPath, remembered for the paths seen last (an install asks for the same ones again and again). */
-  const parsed = new Map<string, RegistryPath>();
+  const parsed = new LRUCache<string, RegistryPath>({ max: MAX_PARSED_PATHS });
   const parsePath = (rest: string): RegistryPath => {
     let target = parsed.get(rest);
     if (target === undefined) {
       target = parseRegistryPath(rest);
-      if (parsed.size >= MAX_PARSED_PATHS) parsed.delete(parsed.keys().next().value!);
       parsed.set(rest, target);
     }
     return target;

@@ -11,7 +11,6 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { Readable } from "node:stream";
 import { expect } from "vitest";
-import type { Db } from "../../src/db/client.ts";
 import type { PackageStatus } from "../../src/queue/states.ts";
 import { ContentStore } from "../../src/store/content-store.ts";
 import { buildTestApp, type TestApp } from "./app.ts";
@@ -77,7 +76,7 @@ export async function startGate(prefix: string): Promise<Gate> {
       upstream: { publishedAt: "2024-01-01T00:00:00.000Z" },
       download: { storageKey: blob.key, size: blob.size, integrity: blob.integrity, shasum: blob.sha1 },
     };
-    await (t.db as Db).$executeRaw`
+    await t.db.$executeRaw`
       INSERT INTO package (name, version, status, results, reason_code, reason_message)
       VALUES (${name}, ${version}, ${status}::package_status, ${JSON.stringify(results)}::jsonb, ${extra.reasonCode ?? null}, ${extra.reasonMessage ?? null})`;
   };
