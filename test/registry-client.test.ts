@@ -240,6 +240,63 @@ describe("packument cache", () => {
   });
 });
 
+describe("shared packument fetch", () => {
+  it("survives a caller giving up: the others still get the packument, and the upstream is not blamed", async () => {
+    addSmall("share-a");
+    upstream.setFault({ name: "share-a", kind: "packument" }, { kind: "delay", ms: 300, times: 1 });
+    const registry = client();
+    const quitter = new AbortController();
+    const first = registry.packument("share-a", quitter.signal);
+    const second = registry.packument("share-a", new AbortController().signal);
+    const third = registry.packument("share-a");
+    setTimeout(() => quitter.abort(new Error("lease lost")), 50);
+    expect((await stepError(first)).message).toBe("aborted");
+    const [b, c] = await Promise.all([second, third]);
+    expect(b.name).toBe("share-a");
+    expect(c).toBe(b);
+    expect(fetches("share-a")).toBe(1);
+    expect(registry.breaker.consecutiveFailures).toBe(0);
+  });
+
+  it("is aborted when every caller has given up; the next caller starts a new one", async () => {
+    addSmall("share-b");
+    upstream.setFault({ name: "share-b", kind: "packument" }, { kind: "delay", ms: 2_000, times: 1 });
+    const registry = client();
+    const callers = [new AbortController(), new AbortController()];
+    const waits = callers.map((c) => registry.packument("share-b", c.signal));
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = Date.now();
+    for (const c of callers) c.abort(new Error("shutting down"));
+    for (const w of waits) expect((await stepError(w)).code).toBe("step_error");
+    expect(Date.now() - t0).toBeLessThan(1_000); // no one waited for the upstream
+    expect(registry.breaker.consecutiveFailures).toBe(0);
+    const again = await registry.packument("share-b");
+    expect(again.name).toBe("share-b");
+    expect(fetches("share-b")).toBe(2);
+  });
+
+  it("refuses at once a caller whose signal is already aborted, without fetching", async () => {
+    addSmall("share-c");
+    const registry = client();
+    const gone = new AbortController();
+    gone.abort(new Error("gone"));
+    expect((await stepError(registry.packument("share-c", gone.signal))).message).toBe("aborted");
+    expect(fetches("share-c")).toBe(0);
+  });
+
+  it("lets the next trial through when a half-open trial's caller gives up", async () => {
+    let now = 0;
+    const breaker = new CircuitBreaker(1, 10, () => now);
+    breaker.failure();
+    now = 10_000;
+    expect(breaker.allow()).toBe(true); // the trial
+    expect(breaker.allow()).toBe(false);
+    breaker.abandoned();
+    expect(breaker.state).toBe("half_open");
+    expect(breaker.allow()).toBe(true);
+  });
+});
+
 describe("packument size limit", () => {
   it("refuses a response over maxPackumentBytes (Content-Length), permanently, without blaming the upstream", async () => {
     upstream.addPackage("huge-readme", [{ version: "1.0.0", license: "MIT", publishedAt: old, manifest: { readme: "r".repeat(20_000) } }]);

@@ -48,6 +48,11 @@ export class CircuitBreaker {
     this.stateValue = "closed";
   }
 
+  /** The call ended without a verdict on the upstream (its caller gave up): a trial may go again. */
+  abandoned(): void {
+    this.trialInFlight = false;
+  }
+
   failure(): void {
     this.failures += 1;
     this.trialInFlight = false;

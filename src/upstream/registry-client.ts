@@ -102,6 +102,34 @@ export class CircuitOpenError extends DeferStepError {
   }
 }
 
+/** Wait for a shared fetch as one caller: leave it when `signal` aborts, and abort it when the last caller leaves. */
+function join(flight: Flight, signal: AbortSignal | undefined): Promise<Packument> {
+  flight.waiting += 1;
+  if (!signal) return flight.promise;
+  return new Promise<Packument>((resolve, reject) => {
+    const leave = () => {
+      flight.waiting -= 1;
+      if (flight.waiting === 0) flight.controller.abort(signal.reason);
+      reject(aborted(signal.reason));
+    };
+    signal.addEventListener("abort", leave, { once: true });
+    flight.promise.then(
+      (value) => {
+        signal.removeEventListener("abort", leave);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", leave);
+        reject(err);
+      },
+    );
+  });
+}
+
+function aborted(reason: unknown): StepError {
+  return transient("step_error", "aborted", reason);
+}
+
 /** The registry URL path of a package name: `@scope/name` → `@scope%2fname`. */
 export function packumentPath(name: string): string {
   return name.startsWith("@") ? `@${encodeURIComponent(name.slice(1))}` : encodeURIComponent(name);
@@ -116,9 +144,17 @@ interface CacheEntry {
   bytes: number;
 }
 
+/**
+ * One packument fetch, shared by every caller that asks for the name while it runs. It runs under its
+ * own abort signal, aborted only when every caller has given up (a caller without a signal never does),
+ * so one caller's lost lease does not fail the others' steps.
+ */
 interface Flight {
   at: number;
   promise: Promise<Packument>;
+  controller: AbortController;
+  /** Callers still waiting for it. */
+  waiting: number;
 }
 
 export class RegistryClient {
@@ -167,17 +203,20 @@ export class RegistryClient {
     const ttlMs = this.opts.cacheSeconds * 1000;
     const hit = this.cache?.get(name); // marks it most recently used; undefined once its TTL is over
     if (hit) return Promise.resolve(hit.value);
-    const running = this.flights.get(name);
-    if (running && now - running.at < ttlMs) return running.promise;
-    const flight = { at: now } as Flight;
-    flight.promise = this.load(name, flight, signal);
-    this.flights.set(name, flight);
-    return flight.promise;
+    if (signal?.aborted) return Promise.reject(aborted(signal.reason));
+    let flight = this.flights.get(name);
+    if (!flight || now - flight.at >= ttlMs || flight.controller.signal.aborted) {
+      const started: Flight = { at: now, controller: new AbortController(), waiting: 0 } as Flight;
+      started.promise = this.load(name, started);
+      this.flights.set(name, started);
+      flight = started;
+    }
+    return join(flight, signal);
   }
 
-  private async load(name: string, flight: Flight, signal?: AbortSignal): Promise<Packument> {
+  private async load(name: string, flight: Flight): Promise<Packument> {
     try {
-      const { value, bytes } = await this.fetchPackument(name, signal);
+      const { value, bytes } = await this.fetchPackument(name, flight.controller.signal);
       // The TTL counts from when the fetch started, like a shared flight's.
       if (this.flights.get(name) === flight) this.cache?.set(name, { value, bytes }, { start: flight.at });
       return value;
@@ -229,11 +268,15 @@ export class RegistryClient {
    * signal), so a slow-loris body ends as `upstream_timeout` instead of holding a lease forever.
    */
   bodyError(url: URL, what: string, err: unknown, signal?: AbortSignal): StepError {
+    if (signal?.aborted && !isTimeout(err)) {
+      // the caller gave up: not the upstream's failure
+      this.opts.breaker.abandoned();
+      return aborted(err);
+    }
     this.opts.breaker.failure();
     if (isTimeout(err)) {
       return transient("upstream_timeout", `upstream did not send all of ${what} within ${this.opts.timeoutMs} ms: ${url}`, err);
     }
-    if (signal?.aborted) return transient("step_error", "aborted", err);
     const cause = (err as { cause?: { message?: string } })?.cause?.message;
     return transient("upstream_error", `${what} broke off while downloading from ${url}: ${cause ?? describe(err)}`, err);
   }
@@ -250,9 +293,13 @@ export class RegistryClient {
     try {
       res = await fetch(url, { headers: { "user-agent": "secure-package-manager", ...headers }, signal: combined, redirect: "error" });
     } catch (err) {
+      // the caller gave up (lease lost, shutting down): not the upstream's failure
+      if (signal?.aborted && !timeout.aborted) {
+        this.opts.breaker.abandoned();
+        throw aborted(err);
+      }
       this.opts.breaker.failure();
       if (timeout.aborted) throw transient("upstream_timeout", `upstream did not answer within ${this.opts.timeoutMs} ms: ${url}`, err);
-      if (signal?.aborted) throw transient("step_error", "aborted", err);
       throw transient("upstream_unavailable", `upstream unreachable: ${url.host} (${describe(err)})`, err);
     }
     if (res.status >= 500 || res.status === 429 || res.status === 408) {
