@@ -109,7 +109,7 @@ export interface Completion {
 export async function complete(sql: Sql, worker: string, rows: Completion[]): Promise<Set<number>> {
   if (rows.length === 0) return new Set();
   const input = JSON.stringify(rows.map(completionInput));
-  const applied = await sql.$queryRaw<{ id: number }[]>`
+  const applied = await sql.$queryRaw<{ ids: number[] | null }[]>`
     WITH input AS (
       SELECT * FROM jsonb_to_recordset(${input}::jsonb) AS i(
         id int, token uuid, from_status package_status, to_status package_status, via package_status,
@@ -134,8 +134,9 @@ export async function complete(sql: Sql, worker: string, rows: Completion[]): Pr
     ), approved AS (
       SELECT pg_notify(${REGISTRY_CHANNEL}, name) FROM moved WHERE to_status = 'approved'
     )
-    SELECT id FROM moved WHERE (SELECT count(*) FROM approved) >= 0`;
-  return new Set(applied.map((r) => r.id));
+    -- the applied ids as one array (one row back, not one per package)
+    SELECT array_agg(id) AS ids FROM moved WHERE (SELECT count(*) FROM approved) >= 0`;
+  return new Set(applied[0]?.ids ?? []);
 }
 
 /**
