@@ -53,7 +53,7 @@ export function leaveTerminationSignalsToCaller(): void {
 }
 
 /** A TCP port that is free on 127.0.0.1 right now. */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const srv = createServer();
     srv.listen(0, "127.0.0.1", () => {
