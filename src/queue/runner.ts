@@ -255,31 +255,36 @@ export class QueueRunner<C extends StepContext = StepContext> {
     this.inflight.set(row.id, flight);
     this.busy += 1;
     this.opts.events?.stepStarted?.(row);
+    if (!stage) return this.stepFailed(flight, undefined, new StepError("step_error", `no step for status ${row.status}`));
     let pending: Promise<StepOutcome>;
     try {
-      if (!stage) throw new StepError("step_error", `no step for status ${row.status}`);
       pending = stage.step(row, this.opts.context(row, flight));
     } catch (err) {
-      this.stepOver(flight, stage, undefined, err ?? new Error("step threw without a reason"));
-      return;
+      return this.stepFailed(flight, stage.states, err);
     }
     pending.then(
-      (outcome) => this.stepOver(flight, stage, outcome, undefined),
-      (err: unknown) => this.stepOver(flight, stage, undefined, err === undefined ? new Error("step failed without a reason") : err),
+      (outcome) => this.stepReturned(flight, stage.states, outcome),
+      (err: unknown) => this.stepFailed(flight, stage.states, err),
     );
   }
 
-  /** The row's step is over (`err` undefined: it returned `outcome`): hand its outcome to the completer. */
-  private stepOver(flight: Flight, stage: RunnerStage<C> | undefined, outcome: StepOutcome | undefined, err: unknown): void {
-    const { row } = flight;
+  private stepReturned(flight: Flight, states: StageStates, outcome: StepOutcome): void {
     let completion: Completion;
     try {
-      if (err !== undefined) throw err;
-      if (!stage) throw new StepError("step_error", `no step for status ${row.status}`);
-      completion = this.fromOutcome(row, stage.states, outcome as StepOutcome);
-    } catch (e) {
-      completion = this.fromError(row, stage?.states, e, flight.log);
+      completion = this.fromOutcome(flight.row, states, outcome);
+    } catch (err) {
+      completion = this.fromError(flight.row, states, err, flight.log);
     }
+    this.handOver(flight, completion);
+  }
+
+  private stepFailed(flight: Flight, states: StageStates | undefined, err: unknown): void {
+    this.handOver(flight, this.fromError(flight.row, states, err, flight.log));
+  }
+
+  /** The row's step is over: hand its outcome to the completer (or drop it, if the lease is gone). */
+  private handOver(flight: Flight, completion: Completion): void {
+    const { row } = flight;
     if (flight.done) {
       // Lease lost or shutting down: the result is discarded.
       this.finish(flight);
