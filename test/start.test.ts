@@ -106,6 +106,25 @@ describe("npm start", () => {
     expect(await listening(stack.pgPort)).toBe(false);
   });
 
+  it("kills the stack at once on a second Ctrl-C, and the next start recovers the database", async () => {
+    const stack = await startStack();
+    killGroup(stack.launcher, "SIGINT");
+    // impatient: a second Ctrl-C while the stack stops kills the supervisor's whole process group (two
+    // signals sent back to back would arrive as one: the kernel does not queue them)
+    await new Promise((r) => setTimeout(r, 30));
+    killGroup(stack.launcher, "SIGINT");
+    await stack.exited;
+    expect(stack.output()).toContain("second signal: killing the stack at once");
+    const deadline = Date.now() + 30_000;
+    while ((await listening(stack.apiPort)) || (await listening(stack.pgPort))) {
+      if (Date.now() > deadline) throw new Error(`the stack kept running after a second Ctrl-C:\n${stack.output()}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const again = await startStack(); // PostgreSQL recovers from the kill; the API and worker come up
+    killGroup(again.launcher, "SIGINT");
+    expect(await again.exited).toBe(0);
+  });
+
   it("stops the stack when its launcher is killed outright, and starts again on the same data", async () => {
     const stack = await startStack(); // the second start reuses the cluster, the secret and the admin
     expect(stack.output()).not.toContain("First start");
