@@ -199,7 +199,8 @@ PASSWORD="$(node -e 'process.stdout.write(require("node:crypto").randomBytes(18)
 SPM_PASSWORD="$PASSWORD" npm run --silent user:create -- --username smoke --role admin >"$LOGS/user-create.log" 2>&1 ||
   fail "npm run user:create exited $?"
 say "user      $(cat "$LOGS/user-create.log")"
-node -e 'process.stdout.write(JSON.stringify({ username: "smoke", password: process.argv[1] }))' "$PASSWORD" >"$WORK/login.json"
+# `--`: a random password may start with "-", which node would take for an option of its own (1 run in 64)
+node -e 'process.stdout.write(JSON.stringify({ username: "smoke", password: process.argv[1] }))' -- "$PASSWORD" >"$WORK/login.json"
 curl -fsS -X POST -H 'content-type: application/json' --data-binary @"$WORK/login.json" "$API/api/auth/login" >"$WORK/token.json" ||
   fail "login failed"
 TOKEN="$(json "$WORK/token.json" 'd.token')"
