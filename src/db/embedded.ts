@@ -107,8 +107,8 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     createPostgresUser: isRoot,
     initdbFlags: ["--encoding=UTF8", "--locale=C"],
     postgresFlags: ["-c", "listen_addresses=127.0.0.1", ...(opts.postgresFlags ?? [])],
-    onLog: (m) => heard(m),
-    onError: (m) => heard(m),
+    onLog: heard,
+    onError: heard,
   });
   if (!existsSync(join(clusterDir, "PG_VERSION"))) {
     opts.log?.info({ dir: clusterDir }, "initialising embedded PostgreSQL cluster");

@@ -268,17 +268,19 @@ export class RegistryClient {
    * signal), so a slow-loris body ends as `upstream_timeout` instead of holding a lease forever.
    */
   bodyError(url: URL, what: string, err: unknown, signal?: AbortSignal): StepError {
-    if (signal?.aborted && !isTimeout(err)) {
-      // the caller gave up: not the upstream's failure
-      this.opts.breaker.abandoned();
-      return aborted(err);
-    }
+    if (signal?.aborted && !isTimeout(err)) return this.gaveUp(err);
     this.opts.breaker.failure();
     if (isTimeout(err)) {
       return transient("upstream_timeout", `upstream did not send all of ${what} within ${this.opts.timeoutMs} ms: ${url}`, err);
     }
     const cause = (err as { cause?: { message?: string } })?.cause?.message;
     return transient("upstream_error", `${what} broke off while downloading from ${url}: ${cause ?? describe(err)}`, err);
+  }
+
+  /** The caller gave up (lease lost, shutting down): not the upstream's failure, and not a verdict on a half-open trial. */
+  private gaveUp(err: unknown): StepError {
+    this.opts.breaker.abandoned();
+    return aborted(err);
   }
 
   /**
@@ -293,11 +295,7 @@ export class RegistryClient {
     try {
       res = await fetch(url, { headers: { "user-agent": "secure-package-manager", ...headers }, signal: combined, redirect: "error" });
     } catch (err) {
-      // the caller gave up (lease lost, shutting down): not the upstream's failure
-      if (signal?.aborted && !timeout.aborted) {
-        this.opts.breaker.abandoned();
-        throw aborted(err);
-      }
+      if (signal?.aborted && !timeout.aborted) throw this.gaveUp(err);
       this.opts.breaker.failure();
       if (timeout.aborted) throw transient("upstream_timeout", `upstream did not answer within ${this.opts.timeoutMs} ms: ${url}`, err);
       throw transient("upstream_unavailable", `upstream unreachable: ${url.host} (${describe(err)})`, err);
