@@ -1,7 +1,7 @@
 /**
  * API process entry point: `npm run start:api`. Needs DATABASE_URL and JWT_SECRET (`npm start` provides
- * both). Besides the HTTP API, the process runs the queue's periodic maintenance (stuck-row rescuer,
- * audit sealer: src/maintenance/scheduler.ts), unless API_MAINTENANCE=false.
+ * both). Besides the HTTP API, the process runs the periodic maintenance (the audit sealer:
+ * src/maintenance/scheduler.ts), unless API_MAINTENANCE=false.
  */
 import closeWithGrace from "close-with-grace";
 import { config as loadConfig, ConfigError } from "../src/config.ts";
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   if (missing.length > 0) throw new ConfigError(missing);
   const db = createDb(config.DATABASE_URL!, config.DB_POOL_SIZE);
   const app = await buildApp({ config, db, jwtSecret: config.JWT_SECRET! });
-  const maintenance = config.API_MAINTENANCE ? createMaintenance({ config, db, log, metricsRegistry: app.metricsRegistry }) : null;
+  const maintenance = config.API_MAINTENANCE ? createMaintenance({ config, db, log }) : null;
   closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, "closing after an error");
     else app.log.info({ signal }, "closing");

@@ -30,7 +30,6 @@ const schema = z.object({
   WORKER_GRACE_SECONDS: seconds(20),
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   STUCK_AFTER_MINUTES: z.coerce.number().positive().default(30),
-  STUCK_CHECK_CRON: z.string().min(1).default("* * * * *"),
   AUDIT_SEAL_CRON: z.string().min(1).default("*/10 * * * * *"),
   API_MAINTENANCE: z.enum(["true", "false"]).default("true").transform((v) => v === "true"),
   MAX_ATTEMPTS: positiveInt(5),

@@ -328,10 +328,11 @@ describe("GET /api/packages/processing/status", () => {
   });
 
   it("counts rows whose heartbeat is older than STUCK_AFTER_MINUTES as stuck", async () => {
-    await t.db.$executeRaw`UPDATE package SET status = 'checking_licence', heartbeat_at = now() - interval '1 hour', lease_owner = 'w-dead' WHERE name = 'b-0'`;
-    await t.db.$executeRaw`UPDATE package SET status = 'scanning', heartbeat_at = now() - interval '31 minutes' WHERE name = 'b-1'`;
-    // recent heartbeat: in progress, not stuck
-    await t.db.$executeRaw`UPDATE package SET status = 'checking_licence', heartbeat_at = now() - interval '1 minute' WHERE name = 'b-2'`;
+    // as a claim leaves them: next_attempt_at is the claim time, the heartbeat no older
+    await t.db.$executeRaw`UPDATE package SET status = 'checking_licence', heartbeat_at = now() - interval '1 hour', next_attempt_at = now() - interval '1 hour', lease_owner = 'w-dead' WHERE name = 'b-0'`;
+    await t.db.$executeRaw`UPDATE package SET status = 'scanning', heartbeat_at = now() - interval '31 minutes', next_attempt_at = now() - interval '2 hours' WHERE name = 'b-1'`;
+    // recent heartbeat: in progress, not stuck, however long ago it was claimed
+    await t.db.$executeRaw`UPDATE package SET status = 'checking_licence', heartbeat_at = now() - interval '1 minute', next_attempt_at = now() - interval '3 hours' WHERE name = 'b-2'`;
     // an old heartbeat on a row that is not in progress does not count
     await t.db.$executeRaw`UPDATE package SET status = 'approved', heartbeat_at = now() - interval '2 hours' WHERE name = 'b-3'`;
     const body = await get<Overview>("/api/packages/processing/status");

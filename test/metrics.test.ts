@@ -4,10 +4,8 @@
  * against the fixture upstream, and the worker's `/health` and `/metrics` endpoint.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "../src/config.ts";
 import type { Db } from "../src/db/client.ts";
 import { createLogger } from "../src/logger.ts";
-import { createMaintenance } from "../src/maintenance/scheduler.ts";
 import { createApiMetrics } from "../src/metrics/api.ts";
 import { createMetricsRegistry, type Registry } from "../src/metrics/registry.ts";
 import { classifyCompletion, composeEvents, createWorkerMetrics } from "../src/metrics/worker.ts";
@@ -22,7 +20,7 @@ import { buildTestApp, type TestApp } from "./support/app.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 import { startFixtureRegistry, type FixtureRegistry } from "./support/fixture-registry.ts";
 import { lockfileV3, type LockEntry } from "./support/lockfile.ts";
-import { startWorker, waitSettled, workerEnv } from "./support/worker.ts";
+import { startWorker, waitFor, waitSettled, workerEnv } from "./support/worker.ts";
 
 /** Label sets are matched exactly (order-insensitive); returns undefined when the sample is absent. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -158,7 +156,7 @@ describe("worker metrics", () => {
     const raw = Buffer.from(lockfileV3(entries));
     await createRequest(t.db, { parsed: parseLockfile(raw), raw, fileName: "package-lock.json", user: { id: null, username: "tester" } });
 
-    const started = startWorker(t.url, workerEnv({ UPSTREAM_REGISTRY: upstream.url, MAX_ATTEMPTS: "4", WORKER_METRICS_PORT: "0" }));
+    const started = startWorker(t.url, workerEnv({ UPSTREAM_REGISTRY: upstream.url, MAX_ATTEMPTS: "4", WORKER_METRICS_PORT: "0", STUCK_AFTER_MINUTES: "0.1" }));
     worker = started.worker;
     http = await startWorkerHttp(worker, started.config, createLogger("test-worker-http", "silent"));
     await worker.start();
@@ -233,19 +231,22 @@ describe("worker metrics", () => {
     expect((await fetch(`${base}/nope`)).status).toBe(404);
   });
 
-  it("counts rescuer resets (maintenance, in the API's registry) and the worker finishes the reset row", async () => {
-    // Make one row look abandoned by a crashed worker, then run the rescuer.
+  it("counts an expired lease the worker took over, and the worker finishes that row", async () => {
+    // Make one row look abandoned by a crashed worker (claimed and last heard of two hours ago).
     const p = await t.db.package.findFirstOrThrow({ where: { name: "m-ok-1" } });
     await t.db.$executeRaw`
       UPDATE package SET status = 'downloading', lease_owner = 'gone', lease_token = gen_random_uuid(),
-        heartbeat_at = now() - interval '2 hours' WHERE id = ${p.id}`;
-    const registry = createMetricsRegistry({ defaults: false });
-    const maintenance = createMaintenance({ config: loadConfig(workerEnv({ MAX_ATTEMPTS: "4" })), db: t.db, log: createLogger("test"), metricsRegistry: registry });
-    expect(await maintenance.rescue()).toBe(1);
+        heartbeat_at = now() - interval '2 hours', next_attempt_at = now() - interval '2 hours' WHERE id = ${p.id}`;
+    // the worker looks for expired leases every heartbeat interval (STUCK_AFTER_MINUTES / 4 = 1.5 s here)
+    await waitFor(async () => (await t.db.package.findUniqueOrThrow({ where: { id: p.id } })).leaseOwner !== "gone", 10_000, "takeover");
     await waitSettled(t.db, 30_000);
-    expect(await metricValue(registry, "spm_rescuer_reset_total", { from_status: "downloading" })).toBe(1);
-    expect((await t.db.package.findUniqueOrThrow({ where: { id: p.id } })).status).not.toBe("downloading");
-    expect((await worker.metrics.registry.metrics()).includes("spm_rescuer_reset_total")).toBe(false);
+    const text = await worker.metrics.registry.metrics();
+    expect(sample(text, "spm_worker_expired_leases_total", { stage: "download", outcome: "taken_over" })).toBe(1);
+    expect(sample(text, "spm_worker_expired_leases_total", { stage: "download", outcome: "failed" })).toBe(0);
+    const row = await t.db.package.findUniqueOrThrow({ where: { id: p.id } });
+    expect(["pending_approval", "approved"]).toContain(row.status);
+    expect(row.attempts).toBe(0); // a successful step clears the attempts the takeover charged
+    expect(await t.db.packageEvent.count({ where: { packageId: p.id, actor: worker.id, reason: "stuck: no heartbeat; lease taken over" } })).toBe(1);
   });
 });
 

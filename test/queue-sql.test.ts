@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claim, complete, enqueuePackages, heartbeat, release, requeueOrphans, resetStuck, retryFailed } from "../src/queue/sql.ts";
+import { claim, complete, enqueuePackages, heartbeat, release, requeueOrphans, retryFailed, takeOver } from "../src/queue/sql.ts";
 import { ACTIVE_STATUSES, QUEUED_STATUSES } from "../src/queue/states.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 
@@ -10,6 +10,12 @@ beforeAll(async () => {
 afterAll(async () => t?.drop());
 
 const stages = { queued: ["requested" as const], active: ["checking_licence" as const] };
+
+/** Enqueue `n` fresh rows (named `prefix`0…) in a new request. */
+async function enqueue(prefix: string, n: number): Promise<void> {
+  const rows = Array.from({ length: n }, (_, i) => ({ name: `${prefix}${i}`, version: "1.0.0", integrity: null, resolved: null }));
+  await enqueuePackages(t.db, { requestId: await newRequest(), actor: "test", rows });
+}
 
 async function newRequest(): Promise<number> {
   const r = await t.db.request.create({
@@ -73,27 +79,83 @@ describe("queue SQL", () => {
     expect(new Set(ids).size).toBe(ids.length);
   });
 
-  it("resets stuck rows to their queue, and to failed once attempts are used up", async () => {
-    await t.db.$executeRaw`UPDATE package SET heartbeat_at = now() - interval '1 hour' WHERE status = 'checking_licence'`;
-    const stuck = await t.db.package.findMany({ where: { status: "checking_licence" } });
-    expect(stuck.length).toBeGreaterThan(0);
-    await t.db.package.update({ where: { id: stuck[0]!.id }, data: { attempts: 4 } });
-    const reset = await resetStuck(t.db, { stuckSeconds: 60, maxAttempts: 5, limit: 1000, queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES] });
-    expect(reset.reduce((n, g) => n + g.n, 0)).toBe(stuck.length);
-    expect(reset.flatMap((g) => g.sample_ids).sort()).toEqual(stuck.map((r) => r.id).sort());
-    const first = await t.db.package.findUniqueOrThrow({ where: { id: stuck[0]!.id } });
-    expect(first.status).toBe("failed");
-    expect(first.lastErrorCode).toBe("lease_expired");
-    const others = await t.db.package.findMany({ where: { id: { in: stuck.slice(1).map((s) => s.id) } } });
-    expect(others.every((r) => r.status === "requested" && r.attempts === 1)).toBe(true);
-    // retry brings failed rows back
-    expect(await retryFailed(t.db, { packageIds: [stuck[0]!.id] }, "admin")).toBe(1);
-    const retried = await t.db.package.findUniqueOrThrow({ where: { id: stuck[0]!.id } });
+  it("takes over expired leases with a fresh lease, fails rows whose attempts are used up, and refuses the old lease", async () => {
+    await enqueue("to-", 4);
+    const held = await claim(t.db, { ...stages, limit: 4, worker: "dead" });
+    expect(held).toHaveLength(4);
+    const ids = held.map((r) => r.id);
+    const take = (worker: string) =>
+      takeOver(t.db, { queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES], limit: 1000, worker, stuckSeconds: 60, maxAttempts: 5 });
+    // a claim sets next_attempt_at to the claim time; nothing has expired yet
+    const claimedRow = await t.db.package.findUniqueOrThrow({ where: { id: ids[0]! } });
+    expect(Math.abs(claimedRow.nextAttemptAt.getTime() - claimedRow.heartbeatAt!.getTime())).toBeLessThan(1);
+    expect(await take("w2")).toEqual([]);
+    // the dead worker's leases age; one row has used up its attempts; one was claimed long ago but still heartbeats
+    await t.db.$executeRaw`UPDATE package SET heartbeat_at = now() - interval '1 hour', next_attempt_at = now() - interval '1 hour'
+      WHERE id = ANY(${ids.slice(0, 3)}::int[])`;
+    await t.db.$executeRaw`UPDATE package SET attempts = 4 WHERE id = ${ids[0]!}::int`;
+    await t.db.$executeRaw`UPDATE package SET next_attempt_at = now() - interval '1 hour' WHERE id = ${ids[3]!}::int`;
+    const taken = await take("w2");
+    expect(taken.map((r) => r.id).sort()).toEqual(ids.slice(0, 3).sort());
+    expect(taken.every((r) => r.previous_owner === "dead" && r.from_status === "checking_licence")).toBe(true);
+    const failed = taken.find((r) => r.id === ids[0]);
+    expect(failed).toMatchObject({ status: "failed", attempts: 5, lease_token: null });
+    const live = taken.filter((r) => r.id !== ids[0]);
+    expect(live.every((r) => r.status === "checking_licence" && r.attempts === 1 && r.lease_token !== null)).toBe(true);
+    expect(live.every((r) => r.lease_token !== held.find((h) => h.id === r.id)!.lease_token)).toBe(true);
+    const rows = await t.db.package.findMany({ where: { id: { in: ids } }, orderBy: { id: "asc" } });
+    expect(rows.map((r) => [r.status, r.leaseOwner, r.lastErrorCode])).toEqual([
+      ["failed", null, "lease_expired"],
+      ["checking_licence", "w2", "lease_expired"],
+      ["checking_licence", "w2", "lease_expired"],
+      ["checking_licence", "dead", null], // heartbeating: not expired, however long ago it was claimed
+    ]);
+    expect(rows[1]!.lastErrorMessage).toBe("no heartbeat from dead for 60 s while checking_licence");
+    // one event per moved row, by the worker that took it over
+    const events = await t.db.packageEvent.findMany({ where: { packageId: { in: ids.slice(0, 3) }, actor: "w2" }, orderBy: { packageId: "asc" } });
+    expect(events.map((e) => [e.packageId, e.fromStatus, e.toStatus, e.reason])).toEqual([
+      [ids[0], "checking_licence", "failed", "stuck: no heartbeat; retries used up"],
+      [ids[1], "checking_licence", "checking_licence", "stuck: no heartbeat; lease taken over"],
+      [ids[2], "checking_licence", "checking_licence", "stuck: no heartbeat; lease taken over"],
+    ]);
+    expect(events[1]!.details).toEqual({ lease_owner: "dead", attempts: 1 });
+    // the dead worker's late completion and heartbeat are refused; the new holder's go through
+    const late = await complete(t.db, "dead", [
+      { id: ids[1]!, token: held[1]!.lease_token, from: "checking_licence", to: "licence_checked", attempts: 0, eventReason: "late" },
+    ]);
+    expect(late.size).toBe(0);
+    expect(await heartbeat(t.db, [{ id: ids[1]!, token: held[1]!.lease_token }])).toEqual(new Set());
+    const newToken = live.find((r) => r.id === ids[1])!.lease_token;
+    expect(await complete(t.db, "w2", [{ id: ids[1]!, token: newToken, from: "checking_licence", to: "licence_checked", attempts: 1, eventReason: "done" }])).toEqual(
+      new Set([ids[1]]),
+    );
+    // nothing left to take over
+    expect(await take("w3")).toEqual([]);
+    // retry brings the failed row back
+    expect(await retryFailed(t.db, { packageIds: [ids[0]!] }, "admin")).toBe(1);
+    const retried = await t.db.package.findUniqueOrThrow({ where: { id: ids[0]! } });
     expect(retried.status).toBe("requested");
     expect(retried.attempts).toBe(0);
   });
 
+  it("does not give an expired row to two workers taking over at once", async () => {
+    await enqueue("race-", 20);
+    const held = await claim(t.db, { ...stages, limit: 20, worker: "dead" });
+    expect(held).toHaveLength(20);
+    await t.db.$executeRaw`UPDATE package SET heartbeat_at = now() - interval '1 hour', next_attempt_at = now() - interval '1 hour'
+      WHERE id = ANY(${held.map((r) => r.id)}::int[])`;
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        takeOver(t.db, { ...stages, limit: 5, worker: `w${i}`, stuckSeconds: 60, maxAttempts: 5 }),
+      ),
+    );
+    const ids = results.flat().map((r) => r.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(await t.db.packageEvent.count({ where: { packageId: { in: held.map((r) => r.id) }, reason: "stuck: no heartbeat; lease taken over" } })).toBe(ids.length);
+  });
+
   it("requeues every in-progress row at start, without charging an attempt", async () => {
+    await enqueue("orphan-", 3);
     const claimed = await claim(t.db, { ...stages, limit: 3, worker: "gone" });
     expect(claimed.length).toBeGreaterThan(0);
     const n = await requeueOrphans(t.db, { actor: "start", queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES] });

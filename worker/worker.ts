@@ -1,8 +1,8 @@
 /**
  * A worker process's parts: the queue runner over the pipeline's stages, the LISTEN connection, the
  * worker's liveness row, and its Prometheus metrics (its own registry: several workers may share a
- * process). Periodic maintenance (the stuck-row rescuer, the audit sealer) runs in the API process
- * (src/maintenance/scheduler.ts), not here.
+ * process). The runner also takes over other workers' expired leases (stuck rows). Periodic
+ * maintenance (the audit sealer) runs in the API process (src/maintenance/scheduler.ts), not here.
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -64,6 +64,7 @@ export function createWorker(config: Config, databaseUrl: string, log: Logger, e
     batchSize: config.WORKER_MAX_PACKAGES_PER_CYCLE,
     pollIntervalMs: config.WORKER_SLEEP_INTERVAL * 1000,
     heartbeatMs: Math.max(200, Math.min(30_000, (stuckSeconds * 1000) / 4)),
+    stuckSeconds,
     maxAttempts: config.MAX_ATTEMPTS,
     retryBaseSeconds: config.RETRY_BASE_SECONDS,
     retryMaxSeconds: config.RETRY_MAX_SECONDS,

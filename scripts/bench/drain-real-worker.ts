@@ -1,7 +1,7 @@
 /**
  * drain-worker.ts mode `worker`: the real worker process, as worker/main.ts assembles it (createWorker:
- * its configuration, Prisma client and pool, runner, LISTEN connection, rescuer and audit sealer on
- * their cron schedules, liveness row, Prometheus registry, /health and /metrics server), with one
+ * its configuration, Prisma client and pool, runner (with its expired-lease checks), LISTEN connection,
+ * liveness row, Prometheus registry, /health and /metrics server), with one
  * change: its steps are no-ops, so no upstream registry is needed. Benchmark 6 (memory.ts) measures this
  * process; drain-run.ts starts it from a bundle built like the production one, with the production node
  * flags (scripts/build-worker.ts).

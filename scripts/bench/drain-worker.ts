@@ -82,6 +82,7 @@ async function ours(): Promise<Contender> {
     ...(opts.claims ? { maxClaimsInFlight: opts.claims } : {}),
     pollIntervalMs: 1000,
     heartbeatMs: 30_000,
+    stuckSeconds: 30 * 60,
     maxAttempts: 5,
     retryBaseSeconds: 2,
     retryMaxSeconds: 600,

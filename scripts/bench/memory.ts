@@ -1,8 +1,8 @@
 /**
  * Benchmark 6 — worker memory. 100,000 rows (× BENCH_SCALE) queued; one worker process drains them
  * while it samples its RSS every 100 ms. The process is the real worker as production runs it
- * (drain-worker.ts mode `worker`: createWorker with its metrics, LISTEN connection, rescuer and audit
- * sealer schedules; no-op steps; WORKER_CONCURRENCY 100, batch 10), bundled by scripts/build-worker.ts
+ * (drain-worker.ts mode `worker`: createWorker with its metrics, LISTEN connection, expired-lease
+ * checks; no-op steps; WORKER_CONCURRENCY 100, batch 10), bundled by scripts/build-worker.ts
  * and started with WORKER_NODE_FLAGS (drain-run.ts). Reported: the peak RSS, and the slope of RSS
  * against rows processed over the steady part of the run (after the first 20 % of rows), in MiB per
  * 100k rows.

@@ -45,6 +45,7 @@ function ours(url: string, withListen: boolean): Contender {
         batchSize: 10,
         pollIntervalMs: withListen ? 10_000 : 1_000,
         heartbeatMs: 30_000,
+        stuckSeconds: 30 * 60,
         maxAttempts: 5,
         retryBaseSeconds: 2,
         retryMaxSeconds: 600,

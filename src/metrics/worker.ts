@@ -6,7 +6,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Logger } from "../logger.ts";
 import type { RunnerEvents } from "../queue/runner.ts";
-import type { ClaimedRow, Completion } from "../queue/sql.ts";
+import type { ClaimedRow, Completion, TakenOverRow } from "../queue/sql.ts";
 import { STAGE_NAMES, stageByActive, type StageName } from "../queue/states.ts";
 import type { CircuitState } from "../upstream/circuit-breaker.ts";
 
@@ -61,6 +61,12 @@ export function createWorkerMetrics(registry: Registry, log?: Logger): WorkerMet
   const deferred = perStage("spm_worker_deferred_total", "Rows sent back to their queue because the upstream circuit was open (applied), per stage");
   const leaseLost = perStage("spm_worker_lease_lost_total", "Steps whose lease was lost (result discarded), per stage");
   const byOutcome: Record<StepOutcomeLabel, Counter<"stage">> = { succeeded, rejected, retried, failed, deferred };
+  const expired = new Counter({
+    name: "spm_worker_expired_leases_total",
+    help: "Expired leases (no heartbeat for STUCK_AFTER_MINUTES) this worker found, per stage: taken over, or failed with attempts used up",
+    labelNames: ["stage", "outcome"] as const,
+    registers,
+  });
   const stepDuration = new Histogram({
     name: "spm_step_duration_seconds",
     help: "Step run time, by stage and outcome",
@@ -74,7 +80,10 @@ export function createWorkerMetrics(registry: Registry, log?: Logger): WorkerMet
     buckets: BATCH_BUCKETS,
     registers,
   });
-  for (const stage of STAGE_NAMES) for (const c of [claimed, leaseLost, ...Object.values(byOutcome)]) c.inc({ stage }, 0);
+  for (const stage of STAGE_NAMES) {
+    for (const c of [claimed, leaseLost, ...Object.values(byOutcome)]) c.inc({ stage }, 0);
+    for (const outcome of ["taken_over", "failed"]) expired.inc({ stage, outcome }, 0);
+  }
 
   let sources: WorkerMetricsSources = {};
   new Gauge({
@@ -122,6 +131,12 @@ export function createWorkerMetrics(registry: Registry, log?: Logger): WorkerMet
         if (!stage) continue;
         stageOf.set(row.id, stage.name);
         claimed.inc({ stage: stage.name });
+      }
+    }),
+    takenOver: safe("takenOver", (rows: TakenOverRow[]) => {
+      for (const row of rows) {
+        const stage = stageByActive(row.from_status);
+        if (stage) expired.inc({ stage: stage.name, outcome: row.status === "failed" ? "failed" : "taken_over" });
       }
     }),
     stepFinished: safe("stepFinished", (_row: ClaimedRow, completion: Completion, ms: number) => {
@@ -174,6 +189,7 @@ export function composeEvents(...sets: (RunnerEvents | undefined)[]): RunnerEven
     };
   return {
     claimed: each("claimed"),
+    takenOver: each("takenOver"),
     stepStarted: each("stepStarted"),
     stepFinished: each("stepFinished"),
     applied: each("applied"),

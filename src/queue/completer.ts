@@ -83,7 +83,7 @@ export class Completer {
           this.buffer.unshift(...batch);
           failures += 1;
           if (this.closed && Date.now() > this.deadline) {
-            this.log.error({ err, pending: this.buffer.length }, "giving up on unflushed completions; the rescuer will requeue them");
+            this.log.error({ err, pending: this.buffer.length }, "giving up on unflushed completions; their leases will expire and be taken over");
             for (const p of this.buffer.splice(0)) settleSafely(p, false, this.log);
             return;
           }

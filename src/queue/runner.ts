@@ -2,15 +2,16 @@
  * The queue engine: claims batches of rows, runs their steps with bounded concurrency, heartbeats
  * the leases it holds, and applies outcomes in batches through guarded transitions.
  *
- * Guarantees: at-least-once delivery (a crashed worker's rows are reset by the rescuer), exactly-once
- * effects (a transition applies only while the lease token matches, so a late write is refused).
+ * Guarantees: at-least-once delivery (a crashed worker's expired leases are taken over by the next
+ * worker that looks: `takeOver`), exactly-once effects (a transition applies only while the lease token
+ * matches, so a late write is refused).
  */
 import type { Logger } from "../logger.ts";
 import { DeferStepError, StepError, type Step, type StepContext, type StepOutcome } from "../pipeline/step.ts";
 import { pipelineCodes } from "../errors.ts";
 import { backoffSeconds } from "./backoff.ts";
 import { Completer } from "./completer.ts";
-import { claim, heartbeat, release, type ClaimedRow, type Completion, type Sql } from "./sql.ts";
+import { claim, heartbeat, release, takeOver, type ClaimedRow, type Completion, type Sql, type TakenOverRow } from "./sql.ts";
 import type { PackageStatus, StageStates } from "./states.ts";
 
 export interface RunnerStage<C extends StepContext = StepContext> {
@@ -31,6 +32,10 @@ export interface RunnerOptions<C extends StepContext = StepContext> {
   maxClaimsInFlight?: number;
   pollIntervalMs: number;
   heartbeatMs: number;
+  /** A lease with no heartbeat for this long has expired and is taken over (STUCK_AFTER_MINUTES). */
+  stuckSeconds: number;
+  /** How often to look for expired leases (default: `heartbeatMs`). */
+  takeoverCheckMs?: number;
   maxAttempts: number;
   retryBaseSeconds: number;
   retryMaxSeconds: number;
@@ -42,6 +47,8 @@ export interface RunnerOptions<C extends StepContext = StepContext> {
 /** Hooks for metrics and tests. */
 export interface RunnerEvents {
   claimed?(rows: ClaimedRow[]): void;
+  /** Rows whose expired lease this worker took over (also reported to `claimed`), or failed (attempts used up). */
+  takenOver?(rows: TakenOverRow[]): void;
   stepStarted?(row: ClaimedRow): void;
   stepFinished?(row: ClaimedRow, outcome: Completion, ms: number): void;
   applied?(completions: Completion[]): void;
@@ -72,6 +79,8 @@ export class QueueRunner<C extends StepContext = StepContext> {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private lastPollAt = 0;
   private dbFailures = 0;
+  /** When to look for expired leases next (0: now; Infinity: a look is in flight). */
+  private nextTakeoverAt = 0;
 
   constructor(private readonly opts: RunnerOptions<C>) {
     this.queued = opts.stages.map((s) => s.states.queued);
@@ -145,7 +154,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
         });
         this.opts.log.info({ released: n }, "released unfinished rows back to their queue");
       } catch (err) {
-        this.opts.log.error({ err, rows: left.length }, "could not release rows; the rescuer will reset them");
+        this.opts.log.error({ err, rows: left.length }, "could not release rows; they will be taken over once their leases expire");
       }
     }
     for (const f of left) {
@@ -188,14 +197,20 @@ export class QueueRunner<C extends StepContext = StepContext> {
       const limit = Math.min(free, this.opts.batchSize);
       this.pendingWake = false;
       this.reserved += limit;
+      // Now and then, and first of all, the claim looks for expired leases instead of queued rows.
+      const takingOver = Date.now() >= this.nextTakeoverAt;
+      if (takingOver) this.nextTakeoverAt = Infinity;
       let rows: ClaimedRow[];
       try {
-        rows = await claim(this.opts.sql, { queued: this.queued, active: this.active, limit, worker: this.opts.workerId });
+        rows = takingOver
+          ? this.tookOver(await takeOver(this.opts.sql, { ...this.claimArgs(limit), stuckSeconds: this.opts.stuckSeconds, maxAttempts: this.opts.maxAttempts }))
+          : await claim(this.opts.sql, this.claimArgs(limit));
         this.lastPollAt = Date.now();
         this.dbFailures = 0;
       } catch (err) {
         this.dbFailures += 1;
         this.backlog = false;
+        if (takingOver) this.nextTakeoverAt = Date.now() + this.takeoverCheckMs;
         this.opts.events?.pollError?.(err);
         const delay = Math.min(this.opts.pollIntervalMs, 200 * 2 ** Math.min(this.dbFailures, 6));
         this.opts.log.warn({ err, retryInMs: delay }, "claim failed (database unavailable?)");
@@ -208,6 +223,13 @@ export class QueueRunner<C extends StepContext = StepContext> {
         this.opts.events?.claimed?.(rows);
         for (const row of rows) this.run(row);
       }
+      if (takingOver) {
+        // More expired leases are likely waiting after a full batch: look again at once. Either way,
+        // claim queued rows next, without sleeping.
+        this.nextTakeoverAt = rows.length === limit ? 0 : Date.now() + this.takeoverCheckMs;
+        this.backlog ||= rows.length === limit;
+        continue;
+      }
       // A full batch means more work is likely waiting: claim again at once (and let helpers join).
       this.backlog = rows.length === limit;
       if (this.backlog) {
@@ -216,6 +238,28 @@ export class QueueRunner<C extends StepContext = StepContext> {
       }
       if (!this.pendingWake) await this.idle(this.opts.pollIntervalMs);
     }
+  }
+
+  private claimArgs(limit: number) {
+    return { queued: this.queued, active: this.active, limit, worker: this.opts.workerId };
+  }
+
+  private get takeoverCheckMs(): number {
+    return this.opts.takeoverCheckMs ?? this.opts.heartbeatMs;
+  }
+
+  /** Report taken-over and failed rows; the taken-over ones are this worker's to run. */
+  private tookOver(rows: TakenOverRow[]): ClaimedRow[] {
+    if (rows.length === 0) return rows;
+    this.opts.events?.takenOver?.(rows);
+    const live = rows.filter((r) => r.status !== "failed");
+    const failed = rows.length - live.length;
+    const owners = [...new Set(rows.map((r) => r.previous_owner ?? "unknown"))];
+    this.opts.log.warn(
+      { count: live.length, failed, previousOwners: owners, packageIds: rows.slice(0, 20).map((r) => r.id) },
+      `took over expired leases (no heartbeat for ${Math.round(this.opts.stuckSeconds)} s)`,
+    );
+    return live;
   }
 
   /** Sleep up to `ms` or until woken; returns at once when a wake-up is pending (unless `respectPending` is false). */
@@ -305,7 +349,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
   }
 
   private finish(flight: Flight): void {
-    // the same row may have been claimed again meanwhile (reset by the rescuer while its step ran)
+    // the same row may have been claimed again meanwhile (its lease expired and was taken over while its step ran)
     if (this.inflight.get(flight.row.id) === flight) this.inflight.delete(flight.row.id);
     this.freeSlot(flight);
     if (this.saturated) this.nudge(); // write room freed up
@@ -406,7 +450,7 @@ export class QueueRunner<C extends StepContext = StepContext> {
           f.abort(new Error("lease lost"));
         }
         this.opts.events?.leaseLost?.(lost.map((f) => f.row.id));
-        this.opts.log.warn({ ids: lost.map((f) => f.row.id) }, "leases lost (reset by the rescuer or retried); abandoning those steps");
+        this.opts.log.warn({ ids: lost.map((f) => f.row.id) }, "leases lost (taken over after expiring, or retried); abandoning those steps");
       }
     } catch (err) {
       this.opts.log.warn({ err }, "heartbeat failed");

@@ -4,7 +4,7 @@
  * expanded with jsonb_to_recordset, so one statement moves any number of rows.
  *
  * Every state change is guarded: `WHERE status = <expected> AND lease_token = <mine>`; a row whose
- * lease was lost (reset by the stuck rescuer, released, or retried) is simply not matched.
+ * lease was lost (expired and taken over, released, or retried) is simply not matched.
  */
 import type { Db } from "../db/client.ts";
 import type { PackageStatus } from "./states.ts";
@@ -28,7 +28,7 @@ export interface ClaimedRow {
  * drained first), moving each to the matching active status under a fresh lease.
  *
  * A claim writes no event of its own: the lease (owner, token, heartbeat) is on the row while it is
- * held, and the transition that ends it (the step's outcome, a release, or the rescuer's reset) is
+ * held, and the transition that ends it (the step's outcome, a release, or a takeover of the expired lease) is
  * recorded with its actor and `from_status` = the active status, so the trail still shows who held the
  * row in which stage. One event per step instead of two keeps the audit trail off the claim path.
  *
@@ -62,7 +62,9 @@ export async function claim(sql: Sql, args: ClaimArgs): Promise<ClaimedRow[]> {
       -- SET reads the old (queued) status, under the row lock taken above.
       UPDATE package p SET
         status = (${args.active}::package_status[])[array_position(${args.queued}::package_status[], p.status)],
-        lease_owner = ${args.worker}, lease_token = gen_random_uuid(), heartbeat_at = now(), updated_at = now()
+        lease_owner = ${args.worker}, lease_token = gen_random_uuid(), heartbeat_at = now(),
+        -- the claim time: an expired lease is then found in this index's range (see takeOver)
+        next_attempt_at = now(), updated_at = now()
       WHERE p.id = ANY(ARRAY(SELECT id FROM claim_picked))
       RETURNING p.id, p.name, p.version, p.status, p.attempts, p.lease_token, p.results
     )
@@ -201,93 +203,78 @@ export async function release(
   return rows.length;
 }
 
-/** Rows reset by one `resetStuck` batch, grouped by transition and by the lease holder that went quiet. */
-export interface ResetGroup {
-  from_status: PackageStatus;
-  to_status: PackageStatus;
-  lease_owner: string | null;
-  n: number;
-  /** Up to 20 of the group's package ids, for the log line (each row's own event is in package_event). */
-  sample_ids: number[];
+export interface TakeOverArgs extends ClaimArgs {
+  /** A lease whose heartbeat is older than this has expired (STUCK_AFTER_MINUTES). */
+  stuckSeconds: number;
+  /** A row whose attempts reach this goes to `failed` instead of being taken over. */
+  maxAttempts: number;
+}
+
+/** A row `takeOver` moved: taken over (a fresh lease for the caller) or failed (attempts used up). */
+export interface TakenOverRow extends ClaimedRow {
+  /** The worker whose lease expired. */
+  previous_owner: string | null;
 }
 
 /**
- * Reset up to `limit` rows whose heartbeat is older than `stuckSeconds` to their stage's queued status
- * (attempts + 1), or to `failed` when attempts are used up, each with its event. Skips rows locked by
- * anyone (never stalls claiming). Call inside a transaction that holds the rescuer's advisory lock.
+ * Take over up to `limit` rows whose lease expired: in an active status with no heartbeat for
+ * `stuckSeconds` (their worker crashed, froze, or lost the database). This is how a stuck row is
+ * reset — there is no separate pass that moves stuck rows back to their queue and a second claim that
+ * takes them again: one guarded write moves each row from the dead lease to a fresh one (attempts + 1,
+ * `last_error_code = 'lease_expired'`, one event), or to `failed` when its attempts are used up.
  *
- * Returns counts per transition, not the rows: a reset can move 100,000 rows, and their ids are in the
- * events. Commits without waiting for its WAL flush, like `claim`: a reset lost in a server crash leaves
- * the rows stuck, and the next run resets them again.
+ * A claim sets `next_attempt_at` to the claim time, and a heartbeat is never older than its claim, so
+ * an expired lease is always in the index range `(active status, next_attempt_at <= now() - stuck)`:
+ * when nothing has expired this costs one index descent per stage. Rows are locked with SKIP LOCKED
+ * (never waits on, or stalls, anyone); the dead worker's late writes are refused by the new token.
+ * Commits without waiting for its WAL flush, like `claim`. Returns every moved row, failed ones
+ * included (status `failed`, no lease).
  */
-export async function resetStuck(
-  sql: Sql,
-  args: {
-    stuckSeconds: number;
-    maxAttempts: number;
-    limit: number;
-    queued: PackageStatus[];
-    active: PackageStatus[];
-    /** This transaction's share of the rows: id % shards = shard (default: all rows). */
-    shard?: number;
-    shards?: number;
-  },
-): Promise<ResetGroup[]> {
-  const shards = args.shards ?? 1;
-  const shard = args.shard ?? 0;
-  return sql.$queryRaw<ResetGroup[]>`
-    WITH stuck AS (
-      -- Per active status, in (status, next_attempt_at, id) index order: the active statuses hold only
-      -- the rows in flight. No ORDER BY heartbeat_at: under FOR UPDATE it could not be a top-N sort
-      -- (LockRows stands between LIMIT and the sort), so it would sort every stuck row for each batch;
-      -- every stuck row is reset in the same run anyway.
+export async function takeOver(sql: Sql, args: TakeOverArgs): Promise<TakenOverRow[]> {
+  return sql.$queryRaw<TakenOverRow[]>`
+    WITH take_stages AS (
+      SELECT a.status, a.ord FROM unnest(${args.active}::package_status[]) WITH ORDINALITY AS a(status, ord)
+      WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
+    ), expired AS (
       SELECT c.id, c.status, c.lease_owner
-      FROM unnest(${args.active}::package_status[]) AS a(status)
+      FROM take_stages s
       CROSS JOIN LATERAL (
         SELECT p.id, p.status, p.lease_owner FROM package p
-        WHERE p.status = a.status
-          AND p.heartbeat_at < now() - make_interval(secs => ${args.stuckSeconds}::float8)
-          AND p.id % ${shards}::int = ${shard}::int
+        WHERE p.status = s.status
+          AND p.next_attempt_at <= now() - make_interval(secs => ${args.stuckSeconds}::float8)
+          AND (p.heartbeat_at IS NULL OR p.heartbeat_at < now() - make_interval(secs => ${args.stuckSeconds}::float8))
+        ORDER BY p.next_attempt_at, p.id
         LIMIT ${args.limit}
         FOR UPDATE SKIP LOCKED
       ) c
-      WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL
+      ORDER BY s.ord
       LIMIT ${args.limit}
     ), moved AS (
       UPDATE package p SET
-        status = CASE WHEN p.attempts + 1 >= ${args.maxAttempts} THEN 'failed'::package_status
-                 ELSE (${args.queued}::package_status[])[array_position(${args.active}::package_status[], stuck.status)] END,
+        status = CASE WHEN p.attempts + 1 >= ${args.maxAttempts} THEN 'failed'::package_status ELSE p.status END,
         attempts = p.attempts + 1,
-        lease_owner = NULL, lease_token = NULL, heartbeat_at = NULL, next_attempt_at = now(), updated_at = now(),
+        lease_owner = CASE WHEN p.attempts + 1 >= ${args.maxAttempts} THEN NULL ELSE ${args.worker} END,
+        lease_token = CASE WHEN p.attempts + 1 >= ${args.maxAttempts} THEN NULL ELSE gen_random_uuid() END,
+        heartbeat_at = CASE WHEN p.attempts + 1 >= ${args.maxAttempts} THEN NULL ELSE now() END,
+        next_attempt_at = now(), updated_at = now(),
         last_error_code = 'lease_expired',
-        last_error_message = 'no heartbeat from ' || COALESCE(stuck.lease_owner, 'unknown worker') || ' for '
-          || ${Math.round(args.stuckSeconds)}::int || ' s while ' || stuck.status::text
-      -- the ids as one array (an InitPlan): an index scan of the primary key, never a hash join against
-      -- a sequential scan of the whole table
-      FROM stuck WHERE p.id = ANY(ARRAY(SELECT id FROM stuck)) AND p.id = stuck.id
-      RETURNING p.id, stuck.status AS from_status, p.status AS to_status, stuck.lease_owner
+        last_error_message = 'no heartbeat from ' || COALESCE(e.lease_owner, 'unknown worker') || ' for '
+          || ${Math.round(args.stuckSeconds)}::int || ' s while ' || e.status::text
+      -- the ids as one array (an InitPlan): an index scan of the primary key (see claim)
+      FROM expired e WHERE p.id = ANY(ARRAY(SELECT id FROM expired)) AND p.id = e.id
+      RETURNING p.id, p.name, p.version, p.status, e.status AS from_status, p.attempts, p.lease_token, p.results,
+                e.lease_owner AS previous_owner
     ), events AS (
       INSERT INTO package_event (package_id, from_status, to_status, actor, reason, details)
-      SELECT id, from_status, to_status, 'rescuer', 'stuck: no heartbeat', jsonb_build_object('lease_owner', lease_owner)
+      SELECT id, from_status, status, ${args.worker},
+             CASE WHEN status = 'failed' THEN 'stuck: no heartbeat; retries used up' ELSE 'stuck: no heartbeat; lease taken over' END,
+             jsonb_build_object('lease_owner', previous_owner, 'attempts', attempts)
       FROM moved
     )
-    SELECT from_status::text AS from_status, to_status::text AS to_status, lease_owner, count(*)::int AS n,
-           (array_agg(id))[1:20] AS sample_ids
-    FROM moved GROUP BY from_status, to_status, lease_owner`;
+    SELECT id, name, version, status::text AS status, from_status::text AS from_status, attempts,
+           lease_token::text AS lease_token, results, previous_owner
+    FROM moved`;
 }
-
-/**
- * Try the transaction-scoped advisory lock of one rescuer shard (released at commit). The rescuer
- * works in `shards` parallel transactions, each over the rows whose id % shards = its shard.
- */
-export async function tryRescuerLock(sql: Sql, shard = 0): Promise<boolean> {
-  const [row] = await sql.$queryRaw<{ locked: boolean }[]>`
-    SELECT pg_try_advisory_xact_lock(${RESCUER_LOCK_CLASS}::int, ${shard}::int) AS locked`;
-  return row?.locked === true;
-}
-
-/** Advisory lock class of the stuck-row rescuer ("spmr" as a number); the second key is the shard. */
-export const RESCUER_LOCK_CLASS = 0x73706d72;
 
 export interface RetryScope {
   requestId?: number;

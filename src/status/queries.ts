@@ -55,12 +55,18 @@ export async function stageQueues(db: Db, counts: StatusCounts): Promise<StageQu
   }));
 }
 
-/** Rows in progress whose heartbeat is older than the stuck threshold (the rescuer will reset them). */
+/**
+ * Rows in progress whose heartbeat is older than the stuck threshold: expired leases, which the next
+ * worker of their stage takes over. A claim sets `next_attempt_at` to the claim time and a heartbeat
+ * is never older than its claim, so the index range bounds the count to rows claimed that long ago
+ * (not every row in progress).
+ */
 export async function stuckCount(db: Db, stuckSeconds: number): Promise<number> {
   const [row] = await db.$queryRaw<{ n: number }[]>`
     SELECT count(*)::int AS n FROM package
     WHERE status = ANY(${[...ACTIVE_STATUSES]}::package_status[])
-      AND heartbeat_at < now() - make_interval(secs => ${stuckSeconds}::float8)`;
+      AND next_attempt_at <= now() - make_interval(secs => ${stuckSeconds}::float8)
+      AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => ${stuckSeconds}::float8))`;
   return row?.n ?? 0;
 }
 

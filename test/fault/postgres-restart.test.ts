@@ -117,10 +117,9 @@ describe("PostgreSQL restart mid-run", () => {
       STORAGE_DIR: storageDir,
       // A lease whose claim was committed but never answered (the connection died) comes back quickly.
       STUCK_AFTER_MINUTES: "0.2",
-      STUCK_CHECK_CRON: "* * * * * *",
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "warn",
     });
-    // The API process's maintenance (the rescuer), as api/main.ts runs it, through the same restart.
+    // The API process's maintenance (the audit sealer), as api/main.ts runs it, through the same restart.
     maintenance = startMaintenance(db, env);
     for (const id of ["restart-w1", "restart-w2"]) {
       const child = spawnWorker(server.url, { ...env, WORKER_ID: id });

@@ -35,8 +35,8 @@ export function startWorker(databaseUrl: string, env: Record<string, string>): {
 }
 
 /**
- * The periodic maintenance (stuck-row rescuer, audit sealer) as the API process runs it
- * (src/maintenance/scheduler.ts), scheduled with the env's STUCK_CHECK_CRON / AUDIT_SEAL_CRON.
+ * The periodic maintenance (the audit sealer) as the API process runs it
+ * (src/maintenance/scheduler.ts), scheduled with the env's AUDIT_SEAL_CRON.
  */
 export function startMaintenance(db: Db, env: Record<string, string>): Maintenance {
   const config = loadConfig(env);
