@@ -201,10 +201,16 @@ export class QueueRunner<C extends StepContext = StepContext> {
       const takingOver = Date.now() >= this.nextTakeoverAt;
       if (takingOver) this.nextTakeoverAt = Infinity;
       let rows: ClaimedRow[];
+      /** Rows a takeover moved, failed ones included. */
+      let moved = 0;
       try {
-        rows = takingOver
-          ? this.tookOver(await takeOver(this.opts.sql, { ...this.claimArgs(limit), stuckSeconds: this.opts.stuckSeconds, maxAttempts: this.opts.maxAttempts }))
-          : await claim(this.opts.sql, this.claimArgs(limit));
+        if (takingOver) {
+          const taken = await takeOver(this.opts.sql, { ...this.claimArgs(limit), stuckSeconds: this.opts.stuckSeconds, maxAttempts: this.opts.maxAttempts });
+          moved = taken.length;
+          rows = this.tookOver(taken);
+        } else {
+          rows = await claim(this.opts.sql, this.claimArgs(limit));
+        }
         this.lastPollAt = Date.now();
         this.dbFailures = 0;
       } catch (err) {
@@ -226,8 +232,8 @@ export class QueueRunner<C extends StepContext = StepContext> {
       if (takingOver) {
         // More expired leases are likely waiting after a full batch: look again at once. Either way,
         // claim queued rows next, without sleeping.
-        this.nextTakeoverAt = rows.length === limit ? 0 : Date.now() + this.takeoverCheckMs;
-        this.backlog ||= rows.length === limit;
+        this.nextTakeoverAt = moved === limit ? 0 : Date.now() + this.takeoverCheckMs;
+        this.backlog ||= moved === limit;
         continue;
       }
       // A full batch means more work is likely waiting: claim again at once (and let helpers join).
@@ -236,7 +242,8 @@ export class QueueRunner<C extends StepContext = StepContext> {
         if (this.maxClaims > 1) this.nudge();
         continue;
       }
-      if (!this.pendingWake) await this.idle(this.opts.pollIntervalMs);
+      // idle until the next poll, or the next look for expired leases if that comes first
+      if (!this.pendingWake) await this.idle(Math.min(this.opts.pollIntervalMs, Math.max(0, this.nextTakeoverAt - Date.now())));
     }
   }
 
