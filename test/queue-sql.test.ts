@@ -85,7 +85,7 @@ describe("queue SQL", () => {
     expect(held).toHaveLength(4);
     const ids = held.map((r) => r.id);
     const take = (worker: string) =>
-      takeOver(t.db, { queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES], limit: 1000, worker, stuckSeconds: 60, maxAttempts: 5 });
+      takeOver(t.db, { active: [...ACTIVE_STATUSES], limit: 1000, worker, stuckSeconds: 60, maxAttempts: 5 });
     // a claim sets next_attempt_at to the claim time; nothing has expired yet
     const claimedRow = await t.db.package.findUniqueOrThrow({ where: { id: ids[0]! } });
     expect(Math.abs(claimedRow.nextAttemptAt.getTime() - claimedRow.heartbeatAt!.getTime())).toBeLessThan(1);

@@ -98,7 +98,7 @@ export async function benchStuck(url: string): Promise<BenchResult[]> {
     await sleep(1_000);
     t0 = performance.now();
     const taken = await drainAll(() =>
-      takeOver(db, { ...stages, limit: BATCH, worker: "bench-worker", stuckSeconds: STUCK_SECONDS, maxAttempts: 5 }),
+      takeOver(db, { active: stages.active, limit: BATCH, worker: "bench-worker", stuckSeconds: STUCK_SECONDS, maxAttempts: 5 }),
     );
     const t1 = performance.now();
     await sleep(300);

@@ -205,11 +205,12 @@ export class QueueRunner<C extends StepContext = StepContext> {
       let moved = 0;
       try {
         if (takingOver) {
-          const taken = await takeOver(this.opts.sql, { ...this.claimArgs(limit), stuckSeconds: this.opts.stuckSeconds, maxAttempts: this.opts.maxAttempts });
+          const { stuckSeconds, maxAttempts, workerId: worker } = this.opts;
+          const taken = await takeOver(this.opts.sql, { active: this.active, limit, worker, stuckSeconds, maxAttempts });
           moved = taken.length;
           rows = this.tookOver(taken);
         } else {
-          rows = await claim(this.opts.sql, this.claimArgs(limit));
+          rows = await claim(this.opts.sql, { queued: this.queued, active: this.active, limit, worker: this.opts.workerId });
         }
         this.lastPollAt = Date.now();
         this.dbFailures = 0;
@@ -245,10 +246,6 @@ export class QueueRunner<C extends StepContext = StepContext> {
       // idle until the next poll, or the next look for expired leases if that comes first
       if (!this.pendingWake) await this.idle(Math.min(this.opts.pollIntervalMs, Math.max(0, this.nextTakeoverAt - Date.now())));
     }
-  }
-
-  private claimArgs(limit: number) {
-    return { queued: this.queued, active: this.active, limit, worker: this.opts.workerId };
   }
 
   private get takeoverCheckMs(): number {

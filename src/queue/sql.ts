@@ -6,7 +6,7 @@
  * Every state change is guarded: `WHERE status = <expected> AND lease_token = <mine>`; a row whose
  * lease was lost (expired and taken over, released, or retried) is simply not matched.
  */
-import type { Db } from "../db/client.ts";
+import { Prisma, type Db } from "../db/client.ts";
 import type { PackageStatus } from "./states.ts";
 
 /** Anything that can run raw SQL: the client or an interactive transaction. */
@@ -203,11 +203,22 @@ export async function release(
   return rows.length;
 }
 
-export interface TakeOverArgs extends ClaimArgs {
+export interface TakeOverArgs extends Omit<ClaimArgs, "queued"> {
   /** A lease whose heartbeat is older than this has expired (STUCK_AFTER_MINUTES). */
   stuckSeconds: number;
   /** A row whose attempts reach this goes to `failed` instead of being taken over. */
   maxAttempts: number;
+}
+
+/**
+ * The lease of package row `p` (in an active status) has expired: no heartbeat for `stuckSeconds`.
+ * A claim sets `next_attempt_at` to the claim time and a heartbeat is never older than its claim, so
+ * the first condition bounds the rows read to an index range of `(status, next_attempt_at, id)`: rows
+ * claimed longer ago than the threshold, not every row in progress.
+ */
+export function leaseExpired(stuckSeconds: number): Prisma.Sql {
+  return Prisma.sql`p.next_attempt_at <= now() - make_interval(secs => ${stuckSeconds}::float8)
+    AND (p.heartbeat_at IS NULL OR p.heartbeat_at < now() - make_interval(secs => ${stuckSeconds}::float8))`;
 }
 
 /** A row `takeOver` moved: taken over (a fresh lease for the caller) or failed (attempts used up). */
@@ -223,9 +234,8 @@ export interface TakenOverRow extends ClaimedRow {
  * takes them again: one guarded write moves each row from the dead lease to a fresh one (attempts + 1,
  * `last_error_code = 'lease_expired'`, one event), or to `failed` when its attempts are used up.
  *
- * A claim sets `next_attempt_at` to the claim time, and a heartbeat is never older than its claim, so
- * an expired lease is always in the index range `(active status, next_attempt_at <= now() - stuck)`:
- * when nothing has expired this costs one index descent per stage. Rows are locked with SKIP LOCKED
+ * Expired leases are an index range (`leaseExpired`): when nothing has expired this costs one index
+ * descent per stage. Rows are locked with SKIP LOCKED
  * (never waits on, or stalls, anyone); the dead worker's late writes are refused by the new token.
  * Commits without waiting for its WAL flush, like `claim`. Returns every moved row, failed ones
  * included (status `failed`, no lease).
@@ -240,9 +250,7 @@ export async function takeOver(sql: Sql, args: TakeOverArgs): Promise<TakenOverR
       FROM take_stages s
       CROSS JOIN LATERAL (
         SELECT p.id, p.status, p.lease_owner FROM package p
-        WHERE p.status = s.status
-          AND p.next_attempt_at <= now() - make_interval(secs => ${args.stuckSeconds}::float8)
-          AND (p.heartbeat_at IS NULL OR p.heartbeat_at < now() - make_interval(secs => ${args.stuckSeconds}::float8))
+        WHERE p.status = s.status AND ${leaseExpired(args.stuckSeconds)}
         ORDER BY p.next_attempt_at, p.id
         LIMIT ${args.limit}
         FOR UPDATE SKIP LOCKED

@@ -8,6 +8,7 @@
  * the whole (wide: results documents) package table, twice as slow at 100k rows and worse beyond.
  */
 import type { Db } from "../db/client.ts";
+import { leaseExpired } from "../queue/sql.ts";
 import { ACTIVE_STATUSES, ALL_STATUSES, QUEUED_STATUSES, SETTLED_STATUSES, STAGES, type PackageStatus } from "../queue/states.ts";
 
 export type StatusCounts = Record<PackageStatus, number>;
@@ -57,16 +58,12 @@ export async function stageQueues(db: Db, counts: StatusCounts): Promise<StageQu
 
 /**
  * Rows in progress whose heartbeat is older than the stuck threshold: expired leases, which the next
- * worker of their stage takes over. A claim sets `next_attempt_at` to the claim time and a heartbeat
- * is never older than its claim, so the index range bounds the count to rows claimed that long ago
- * (not every row in progress).
+ * worker of their stage takes over. Reads only the rows claimed that long ago (`leaseExpired`).
  */
 export async function stuckCount(db: Db, stuckSeconds: number): Promise<number> {
   const [row] = await db.$queryRaw<{ n: number }[]>`
-    SELECT count(*)::int AS n FROM package
-    WHERE status = ANY(${[...ACTIVE_STATUSES]}::package_status[])
-      AND next_attempt_at <= now() - make_interval(secs => ${stuckSeconds}::float8)
-      AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => ${stuckSeconds}::float8))`;
+    SELECT count(*)::int AS n FROM package p
+    WHERE p.status = ANY(${[...ACTIVE_STATUSES]}::package_status[]) AND ${leaseExpired(stuckSeconds)}`;
   return row?.n ?? 0;
 }
 
