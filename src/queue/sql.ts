@@ -467,9 +467,9 @@ export async function decide(
 
 /**
  * Put every in-progress row back to its queue (no attempt charged). Only for a database no worker
- * can be using: `npm start`'s embedded database before it launches its worker, after a previous run
- * was stopped (Ctrl-C reaches the embedded PostgreSQL at the same time as the worker, so the worker's
- * own release may not have reached the database).
+ * can be using: `npm start`'s embedded database before it launches its worker. A previous run that was
+ * killed (a second Ctrl-C, a crash) left its worker's rows in progress; their leases would expire and
+ * be taken over only after STUCK_AFTER_MINUTES.
  */
 export async function requeueOrphans(
   sql: Sql,
