@@ -18,6 +18,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import pg from "pg";
@@ -27,7 +28,7 @@ import { ConfigError, loadConfig } from "../src/config.ts";
 import { createDb, type Db } from "../src/db/client.ts";
 import { leaveTerminationSignalsToCaller, startEmbeddedPostgres, type EmbeddedDatabase } from "../src/db/embedded.ts";
 import { createLogger } from "../src/logger.ts";
-import { requeueOrphans } from "../src/queue/sql.ts";
+import { requeueDeadWorker, requeueOrphans } from "../src/queue/sql.ts";
 import { ACTIVE_STATUSES, QUEUED_STATUSES } from "../src/queue/states.ts";
 import { buildWorker, WORKER_NODE_FLAGS } from "./build-worker.ts";
 
@@ -40,6 +41,8 @@ interface Child {
   args: string[];
   proc: ChildProcess | null;
   restarts: number[];
+  /** The worker id this supervisor gave the running process (unset: none given). */
+  workerId?: string;
 }
 
 async function ensureDatabase(serverUrl: string, name: string): Promise<string> {
@@ -115,6 +118,7 @@ function launch(): void {
 /** The supervisor. */
 async function main(): Promise<void> {
   let embedded: EmbeddedDatabase | null = null;
+  let db: Db | null = null;
   const children: Child[] = [];
   let stopping = false;
   const shutdown = async (reason: string, exitCode = 0) => {
@@ -131,6 +135,7 @@ async function main(): Promise<void> {
           }),
       ),
     );
+    await db?.$disconnect();
     if (embedded) await embedded.stop();
     log.info("stopped");
     process.exit(exitCode);
@@ -156,25 +161,22 @@ async function main(): Promise<void> {
     jwtSecret ??= secretIn(dataDir);
   }
   migrate(databaseUrl);
-  const db = createDb(databaseUrl, 1);
-  try {
-    if (embedded) {
-      // The embedded database is this stack's alone and its worker is not running yet: rows a previous
-      // run left in progress go straight back to their queue instead of waiting STUCK_AFTER_MINUTES.
-      const requeued = await requeueOrphans(db, { actor: "start", queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES] });
-      if (requeued > 0) log.info({ requeued }, "requeued packages the previous run left in progress");
-      const admin = await ensureFirstAdmin(db);
-      if (admin) {
-        process.stdout.write(
-          `\n  First start: created user "${admin.username}" with password  ${admin.password}\n` +
-            `  (shown only once; log in with POST /api/auth/login, create more users with npm run user:create)\n\n`,
-        );
-      }
+  // kept open: when a worker process dies, its rows are put back at once (below)
+  db = createDb(databaseUrl, 1);
+  if (embedded) {
+    // The embedded database is this stack's alone and its worker is not running yet: rows a previous
+    // run left in progress go straight back to their queue instead of waiting STUCK_AFTER_MINUTES.
+    const requeued = await requeueOrphans(db, { actor: "start", queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES] });
+    if (requeued > 0) log.info({ requeued }, "requeued packages the previous run left in progress");
+    const admin = await ensureFirstAdmin(db);
+    if (admin) {
+      process.stdout.write(
+        `\n  First start: created user "${admin.username}" with password  ${admin.password}\n` +
+          `  (shown only once; log in with POST /api/auth/login, create more users with npm run user:create)\n\n`,
+      );
     }
-    await adviseOnAdvisoryData(db, config.ADVISORY_MAX_AGE_DAYS);
-  } finally {
-    await db.$disconnect();
   }
+  await adviseOnAdvisoryData(db, config.ADVISORY_MAX_AGE_DAYS);
 
   const workerBundle = await buildWorker();
   const env = { ...process.env, DATABASE_URL: databaseUrl, JWT_SECRET: jwtSecret! };
@@ -184,12 +186,18 @@ async function main(): Promise<void> {
     { name: "worker", args: [...WORKER_NODE_FLAGS, workerBundle], proc: null, restarts: [] },
   );
 
+  // Each worker process gets an id of its own (unless WORKER_ID is set), so that when one dies its rows
+  // can be put back to their queue at once instead of waiting STUCK_AFTER_MINUTES for their leases to
+  // expire: this supervisor knows the process is gone.
+  let spawned = 0;
   const start = (child: Child) => {
-    const proc = spawn(process.execPath, child.args, { env, stdio: "inherit" });
+    child.workerId = child.name === "worker" && !config.WORKER_ID ? `${hostname()}-${process.pid}-w${++spawned}` : undefined;
+    const proc = spawn(process.execPath, child.args, { env: child.workerId ? { ...env, WORKER_ID: child.workerId } : env, stdio: "inherit" });
     child.proc = proc;
     proc.on("exit", (code, signal) => {
       child.proc = null;
       if (stopping) return;
+      if (child.workerId) void requeueDead(child.workerId, signal ?? `exit code ${code}`);
       const now = Date.now();
       child.restarts = child.restarts.filter((t) => now - t < 60_000);
       if (child.restarts.length >= 5) {
@@ -202,6 +210,22 @@ async function main(): Promise<void> {
       log.error({ child: child.name, code, signal, restartInMs: delay }, "child exited; restarting");
       setTimeout(() => !stopping && start(child), delay);
     });
+  };
+
+  const requeueDead = async (owner: string, how: string) => {
+    try {
+      const n = await requeueDeadWorker(db!, {
+        owner,
+        actor: "start",
+        reason: `worker ${owner} exited (${how}) mid-step`,
+        queued: [...QUEUED_STATUSES],
+        active: [...ACTIVE_STATUSES],
+        maxAttempts: config.MAX_ATTEMPTS,
+      });
+      if (n > 0) log.warn({ workerId: owner, requeued: n }, "put the dead worker's packages back to their queue");
+    } catch (err) {
+      log.error({ err, workerId: owner }, "could not requeue the dead worker's packages; they will be taken over when their leases expire");
+    }
   };
 
   for (const c of children) start(c);

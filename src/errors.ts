@@ -79,6 +79,7 @@ export const pipelineCodes = {
   database_error: "transient",
   step_error: "transient",
   lease_expired: "transient",
+  worker_exited: "transient",
   worker_shutdown: "transient",
   package_not_found: "permanent",
   version_not_found: "permanent",

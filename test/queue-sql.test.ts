@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { claim, complete, enqueuePackages, heartbeat, release, requeueOrphans, retryFailed, takeOver } from "../src/queue/sql.ts";
+import { claim, complete, enqueuePackages, heartbeat, release, requeueDeadWorker, requeueOrphans, retryFailed, takeOver } from "../src/queue/sql.ts";
 import { ACTIVE_STATUSES, QUEUED_STATUSES } from "../src/queue/states.ts";
 import { createTestDatabase, type TestDatabase } from "./support/db.ts";
 
@@ -152,6 +152,37 @@ describe("queue SQL", () => {
     const ids = results.flat().map((r) => r.id);
     expect(new Set(ids).size).toBe(ids.length);
     expect(await t.db.packageEvent.count({ where: { packageId: { in: held.map((r) => r.id) }, reason: "stuck: no heartbeat; lease taken over" } })).toBe(ids.length);
+  });
+
+  it("puts a dead worker's rows back to their queue with an attempt charged, and fails the ones out of attempts", async () => {
+    await enqueue("dead-", 3);
+    const gone = await claim(t.db, { ...stages, limit: 2, worker: "w-gone" });
+    const alive = await claim(t.db, { ...stages, limit: 1, worker: "w-alive" });
+    expect([gone.length, alive.length]).toEqual([2, 1]);
+    await t.db.$executeRaw`UPDATE package SET attempts = 4 WHERE id = ${gone[0]!.id}::int`;
+    const n = await requeueDeadWorker(t.db, {
+      owner: "w-gone",
+      actor: "supervisor",
+      reason: "worker w-gone exited (SIGKILL) mid-step",
+      queued: [...QUEUED_STATUSES],
+      active: [...ACTIVE_STATUSES],
+      maxAttempts: 5,
+    });
+    expect(n).toBe(2);
+    const rows = await t.db.package.findMany({ where: { id: { in: [...gone, ...alive].map((r) => r.id) } }, orderBy: { id: "asc" } });
+    const by = new Map(rows.map((r) => [r.id, [r.status, r.attempts, r.leaseOwner, r.lastErrorCode]]));
+    expect(by.get(gone[0]!.id)).toEqual(["failed", 5, null, "worker_exited"]);
+    expect(by.get(gone[1]!.id)).toEqual(["requested", 1, null, "worker_exited"]);
+    expect(by.get(alive[0]!.id)).toEqual(["checking_licence", 0, "w-alive", null]); // another worker's lease: untouched
+    const events = await t.db.packageEvent.findMany({ where: { actor: "supervisor", packageId: { in: gone.map((r) => r.id) } }, orderBy: { packageId: "asc" } });
+    expect(events.map((e) => [e.fromStatus, e.toStatus, e.reason])).toEqual([
+      ["checking_licence", "failed", "worker w-gone exited (SIGKILL) mid-step"],
+      ["checking_licence", "requested", "worker w-gone exited (SIGKILL) mid-step"],
+    ]);
+    // the dead worker's late completion is refused
+    expect((await complete(t.db, "w-gone", [{ id: gone[1]!.id, token: gone[1]!.lease_token, from: "checking_licence", to: "licence_checked", attempts: 0, eventReason: "late" }])).size).toBe(0);
+    expect(await requeueDeadWorker(t.db, { owner: "w-gone", actor: "supervisor", reason: "again", queued: [...QUEUED_STATUSES], active: [...ACTIVE_STATUSES], maxAttempts: 5 })).toBe(0);
+    await release(t.db, { worker: "w-alive", leases: alive.map((r) => ({ id: r.id, token: r.lease_token })), ...stages });
   });
 
   it("requeues every in-progress row at start, without charging an attempt", async () => {

@@ -11,7 +11,13 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { freePort } from "../src/db/embedded.ts";
+import { createDb } from "../src/db/client.ts";
+import { embeddedDatabaseUrl, freePort } from "../src/db/embedded.ts";
+import { parseLockfile } from "../src/lockfile/parse.ts";
+import { createRequest } from "../src/requests/create-request.ts";
+import { startFixtureRegistry } from "./support/fixture-registry.ts";
+import { lockfileV3 } from "./support/lockfile.ts";
+import { waitFor } from "./support/worker.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const dataDir = mkdtempSync(join(tmpdir(), "spm-start-"));
@@ -49,7 +55,7 @@ interface Stack {
   pgPort: number;
 }
 
-async function startStack(): Promise<Stack> {
+async function startStack(extraEnv: Record<string, string> = {}): Promise<Stack> {
   const [apiPort, pgPort] = [await freePort(), await freePort()];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -59,6 +65,7 @@ async function startStack(): Promise<Stack> {
     EMBEDDED_PG_PORT: String(pgPort),
     LOG_LEVEL: "info",
     UPSTREAM_REGISTRY: "http://127.0.0.1:9/",
+    ...extraEnv,
   };
   delete env.DATABASE_URL;
   delete env.JWT_SECRET;
@@ -139,5 +146,44 @@ describe("npm start", () => {
     expect(lines(stack.output(), "worker stopped")).toHaveLength(1);
     expect(await listening(stack.apiPort)).toBe(false);
     expect(await listening(stack.pgPort)).toBe(false);
+  });
+
+  it("puts a crashed worker's packages back to their queue at once, and the restarted worker finishes them", async () => {
+    const upstream = await startFixtureRegistry();
+    const names = ["crash-a", "crash-b"];
+    for (const n of names) upstream.addPackage(n, [{ version: "1.0.0", license: "MIT" }]);
+    upstream.setFault({ kind: "tarball" }, { kind: "delay", ms: 60_000 });
+    const stack = await startStack({ UPSTREAM_REGISTRY: upstream.url });
+    const db = createDb(embeddedDatabaseUrl(dataDir, stack.pgPort)!, 1);
+    try {
+      const raw = Buffer.from(lockfileV3(names.map((name) => ({ name, version: "1.0.0", integrity: upstream.integrity(name, "1.0.0") }))));
+      await createRequest(db, { parsed: parseLockfile(raw), raw, fileName: null, user: { id: null, username: "t" } });
+      await waitFor(async () => (await db.package.count({ where: { name: { in: names }, status: "downloading" } })) === names.length, 30_000, "downloading");
+      const [started] = lines(stack.output(), "worker started");
+      const dead = started!.workerId as string;
+      expect((await db.package.findMany({ where: { name: { in: names } } })).map((p) => p.leaseOwner)).toEqual([dead, dead]);
+
+      upstream.setFault({ kind: "tarball" }, null);
+      process.kill(started!.pid as number, "SIGKILL"); // out of memory, say: no chance to release anything
+      // back in their queue within moments (STUCK_AFTER_MINUTES is 30), then done by the restarted worker
+      await waitFor(
+        async () => (await db.package.count({ where: { name: { in: names }, status: { in: ["pending_approval", "approved"] } } })) === names.length,
+        30_000,
+        "the restarted worker finishes the dead worker's packages",
+      );
+      const events = await db.packageEvent.findMany({ where: { actor: "start", reason: { contains: "exited (SIGKILL)" } } });
+      expect(events.map((e) => [e.fromStatus, e.toStatus, (e.details as { lease_owner: string }).lease_owner])).toEqual(
+        names.map(() => ["downloading", "licence_checked", dead]),
+      );
+      const restarted = lines(stack.output(), "worker started").map((l) => l.workerId);
+      expect(restarted).toHaveLength(2);
+      expect(restarted[1]).not.toBe(dead); // each process its own id
+      expect(lines(stack.output(), "put the dead worker's packages back to their queue")[0]).toMatchObject({ workerId: dead, requeued: 2 });
+    } finally {
+      await db.$disconnect();
+      killGroup(stack.launcher, "SIGINT");
+      await stack.exited;
+      await upstream.close();
+    }
   });
 });

@@ -466,6 +466,39 @@ export async function decide(
 }
 
 /**
+ * Put the rows a worker process held back to their queue once its supervisor has seen the process
+ * exit (`npm start`), instead of leaving them until their leases expire. Guarded by the dead worker's
+ * id and the in-progress statuses: `owner` must be that process's own id, never shared. One attempt is
+ * charged (the step may be what killed it, e.g. memory on a hostile tarball), and a row whose attempts
+ * are used up goes to `failed`; one event per row.
+ */
+export async function requeueDeadWorker(
+  sql: Sql,
+  args: { owner: string; actor: string; reason: string; queued: PackageStatus[]; active: PackageStatus[]; maxAttempts: number },
+): Promise<number> {
+  const rows = await sql.$queryRaw<{ id: number }[]>`
+    WITH held AS (
+      SELECT id, status FROM package WHERE lease_owner = ${args.owner} AND status = ANY(${args.active}::package_status[])
+      FOR UPDATE
+    ), moved AS (
+      UPDATE package p SET
+        status = CASE WHEN p.attempts + 1 >= ${args.maxAttempts} THEN 'failed'::package_status
+                 ELSE (${args.queued}::package_status[])[array_position(${args.active}::package_status[], p.status)] END,
+        attempts = p.attempts + 1,
+        lease_owner = NULL, lease_token = NULL, heartbeat_at = NULL, next_attempt_at = now(), updated_at = now(),
+        last_error_code = 'worker_exited', last_error_message = ${args.reason}
+      FROM held h WHERE p.id = h.id AND p.status = h.status
+      RETURNING p.id, h.status AS from_status, p.status AS to_status
+    ), events AS (
+      INSERT INTO package_event (package_id, from_status, to_status, actor, reason, details)
+      SELECT id, from_status, to_status, ${args.actor}, ${args.reason}, jsonb_build_object('lease_owner', ${args.owner}::text)
+      FROM moved
+    )
+    SELECT id FROM moved`;
+  return rows.length;
+}
+
+/**
  * Put every in-progress row back to its queue (no attempt charged). Only for a database no worker
  * can be using: `npm start`'s embedded database before it launches its worker. A previous run that was
  * killed (a second Ctrl-C, a crash) left its worker's rows in progress; their leases would expire and
