@@ -41,8 +41,6 @@ interface Child {
   args: string[];
   proc: ChildProcess | null;
   restarts: number[];
-  /** The worker id this supervisor gave the running process (unset: none given). */
-  workerId?: string;
 }
 
 async function ensureDatabase(serverUrl: string, name: string): Promise<string> {
@@ -191,13 +189,13 @@ async function main(): Promise<void> {
   // expire: this supervisor knows the process is gone.
   let spawned = 0;
   const start = (child: Child) => {
-    child.workerId = child.name === "worker" && !config.WORKER_ID ? `${hostname()}-${process.pid}-w${++spawned}` : undefined;
-    const proc = spawn(process.execPath, child.args, { env: child.workerId ? { ...env, WORKER_ID: child.workerId } : env, stdio: "inherit" });
+    const workerId = child.name === "worker" && !config.WORKER_ID ? `${hostname()}-${process.pid}-w${++spawned}` : undefined;
+    const proc = spawn(process.execPath, child.args, { env: workerId ? { ...env, WORKER_ID: workerId } : env, stdio: "inherit" });
     child.proc = proc;
     proc.on("exit", (code, signal) => {
       child.proc = null;
       if (stopping) return;
-      if (child.workerId) void requeueDead(child.workerId, signal ?? `exit code ${code}`);
+      if (workerId) void requeueDead(workerId, signal ?? `exit code ${code}`);
       const now = Date.now();
       child.restarts = child.restarts.filter((t) => now - t < 60_000);
       if (child.restarts.length >= 5) {
